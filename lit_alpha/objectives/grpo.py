@@ -1,0 +1,102 @@
+"""GRPO with a PPO-clipped token-level surrogate and an optional k3 KL penalty to the base model.
+
+Advantage (group of one prompt): ``A_i = r_i − mean_g(r)``, optionally ``/ (std_g(r) + 1e-4)``
+(``std_normalize``; the unbiased std, as in TRL; 0 for groups of one). Per completion token::
+
+    ρ_t  = exp(log π_θ(y_t) − log π_old(y_t))
+    k3_t = exp(log π_base − log π_θ) − (log π_base − log π_θ) − 1      (Schulman's KL(π_θ‖π_base))
+    ℓ_t  = −min(ρ_t·A, clip(ρ_t, 1−ε, 1+ε_high)·A) + β·k3_t
+
+Aggregation: "constant" ``Σ_{i,t} ℓ / (N·C)`` (Dr. GRPO, default), "token" the mean over all completion
+tokens of the batch (DAPO), "sequence" the mean over sequences of per-sequence token means (GRPO).
+Both log-ratios are clamped to ±20 before ``exp`` so that broken inputs give a large finite value, not
+inf (as verl does). With one optimizer step per fresh batch ρ = 1 and, with β=0 and "constant", the
+gradient is REINFORCE's with a group-mean baseline: ``∂L/∂log π_θ(y_{i,t}) = −A_i / (N·C)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from lit_alpha.batch import ObjectiveInputs
+from lit_alpha.objectives.base import Objective, group_view, success_fracs
+
+AGGREGATIONS = ("constant", "token", "sequence")
+_MAX_LOG_RATIO = 20.0
+
+
+class GRPO(Objective):
+    """Group-relative policy optimisation (Dr. GRPO by default: no std, constant normaliser).
+
+    Args:
+        beta: weight of the per-token k3 KL(π_θ‖π_base) penalty.
+        std_normalize: divide advantages by the group's reward std (original GRPO).
+        clip_eps: ε, the lower clip ``1 − ε`` of the ratio (and the upper one unless ``clip_eps_high``).
+        clip_eps_high: ε_high for the upper clip ``1 + ε_high`` (DAPO's clip-higher); None: ε.
+        aggregation: "constant", "token" or "sequence" (see the module docstring).
+        normalizer: the constant C of the "constant" aggregation.
+    """
+
+    def __init__(
+        self,
+        beta: float = 0.0,
+        std_normalize: bool = False,
+        clip_eps: float = 0.2,
+        clip_eps_high: float | None = None,
+        aggregation: str = "constant",
+        normalizer: float = 1024.0,
+    ) -> None:
+        super().__init__(normalizer)
+        if not beta >= 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        if not 0 < clip_eps < 1:
+            raise ValueError(f"clip_eps must be in (0, 1), got {clip_eps}")
+        if clip_eps_high is not None and not clip_eps_high > 0:
+            raise ValueError(f"clip_eps_high must be > 0, got {clip_eps_high}")
+        if aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {aggregation!r}")
+        self.beta = float(beta)
+        self.std_normalize = bool(std_normalize)
+        self.clip_eps = float(clip_eps)
+        self.clip_eps_high = float(clip_eps if clip_eps_high is None else clip_eps_high)
+        self.aggregation = aggregation
+
+    def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
+        r = group_view(inputs.rewards.detach().to(inputs.logprobs.dtype), inputs.group_ids)  # [B, G]
+        adv = r - r.mean(1, keepdim=True)  # [B, G]
+        if self.std_normalize:
+            std = r.std(1, keepdim=True) if r.shape[1] > 1 else torch.zeros_like(adv)  # [B, 1]
+            adv = adv / (std + 1e-4)
+        return adv.reshape(-1), success_fracs(inputs.rewards, inputs.group_ids)
+
+    def loss(self, inputs: ObjectiveInputs, advantages: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        mask = inputs.mask.to(inputs.logprobs.dtype)  # [N, T]
+        pad = mask <= 0  # [N, T]; zero padded positions so that garbage there cannot make NaN
+        logp = inputs.logprobs.masked_fill(pad, 0.0)  # [N, T] with grad
+        old = inputs.old_logprobs.detach().to(logp.dtype).masked_fill(pad, 0.0)  # [N, T]
+        base = inputs.base_logprobs.detach().to(logp.dtype).masked_fill(pad, 0.0)  # [N, T]
+        a = advantages.detach().to(logp.dtype)[:, None]  # [N, 1]
+
+        ratio = (logp - old).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO).exp()  # [N, T]
+        lo, hi = 1.0 - self.clip_eps, 1.0 + self.clip_eps_high
+        surrogate = torch.minimum(ratio * a, ratio.clamp(lo, hi) * a)  # [N, T]
+        delta = (base - logp).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # [N, T] log π_base/π_θ
+        k3 = delta.exp() - delta - 1.0  # [N, T] ≥ 0
+        per_token = -surrogate + self.beta * k3  # [N, T]
+
+        n_tokens = mask.sum().clamp_min(1.0)
+        if self.aggregation == "constant":
+            loss = (per_token * mask).sum() / (mask.shape[0] * self.normalizer)
+        elif self.aggregation == "token":
+            loss = (per_token * mask).sum() / n_tokens
+        else:
+            loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp_min(1.0)).mean()
+
+        with torch.no_grad():
+            clipped = ((ratio > hi) & (a > 0)) | ((ratio < lo) & (a < 0))  # [N, T] clip active
+            metrics = {
+                "clip_frac": (clipped.to(mask.dtype) * mask).sum() / n_tokens,
+                "kl": (k3 * mask).sum() / n_tokens,
+            }
+        return loss, metrics

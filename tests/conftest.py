@@ -1,0 +1,43 @@
+"""Shared fixtures: a tiny *random* Llama with the embedded char tokenizer, and a temp MLflow cwd."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer random Llama sharing the embedded model's tokenizer (fast, no training)."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from lit_alpha.models import resolve_model_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_model_path("countdown-tiny"))
+    cfg = LlamaConfig(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("random_model")
+    LlamaForCausalLM(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def in_tmp(tmp_path, monkeypatch) -> Path:
+    """Run in an empty directory (the default MLflow store ``mlruns/`` lands there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
