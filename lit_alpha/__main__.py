@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -9,6 +10,11 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lit_alpha.data.datamodule import RolloutDataModule
 from lit_alpha.module import AlphaModule
 from lit_alpha.tracking import DEFAULT_ARTIFACTS, DEFAULT_TRACKING_URI, MLflowConfigSaver
+
+# Known, harmless noise: the frozen base is in eval mode on purpose; the rest is upstream chatter.
+warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 TRAINER_DEFAULTS = {
     "logger": {

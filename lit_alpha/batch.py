@@ -31,6 +31,7 @@ class RolloutBatch:
     answers: list[str | None] = field(default_factory=list)  # N canonical answers (None: unparsed)
     prompt_len: int = 0  # P: completion tokens start at column P
     stats: dict[str, float] = field(default_factory=dict)  # timings and counters to log
+    old_entropy: Tensor | None = None  # [N, T] float, per-token entropy of π_sampler (None: not computed)
 
     def to(self, device: torch.device | str) -> "RolloutBatch":
         moved: dict[str, Any] = {}
@@ -57,7 +58,10 @@ class ObjectiveInputs:
     mask: Tensor  # [N, T] float, 1 on completion tokens
     rewards: Tensor  # [N] verifier scores in [0, 1]
     group_ids: Tensor  # [N] long, contiguous groups of equal size
-    entropy: Tensor | None = None  # [N, T] per-token entropy of π_θ (optional diagnostics)
+    entropy: Tensor | None = None  # [N, T] per-token entropy of π_θ, detached (objectives with needs_entropy)
+    old_entropy: Tensor | None = None  # [N, T] per-token entropy of π_old at sampling time, detached
+    step: int = 0  # the optimizer step this batch trains (for schedules)
+    max_steps: int = 0  # the run's total steps (0: unknown)
 
     @property
     def seq_logprobs(self) -> Tensor:

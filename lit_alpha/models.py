@@ -30,6 +30,9 @@ def load_policy(name_or_path: str, dtype: str = "float32"):
     """Load ``(model, tokenizer)`` with ``from_pretrained``; the tokenizer gets a pad token."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
     path = resolve_model_path(name_or_path)
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -64,8 +64,15 @@ class AlphaModule(L.LightningModule):
 
     # -- training ----------------------------------------------------------------------------
     def training_step(self, batch: RolloutBatch, batch_idx: int) -> torch.Tensor:
-        logprobs = token_logprobs(self.policy, batch.input_ids, batch.attention_mask, batch.prompt_len)
+        entropy = None
+        if getattr(self.objective, "needs_entropy", False):  # π_θ's per-token entropy, chunked, detached
+            logprobs, entropy = token_logprobs(
+                self.policy, batch.input_ids, batch.attention_mask, batch.prompt_len, with_entropy=True
+            )
+        else:
+            logprobs = token_logprobs(self.policy, batch.input_ids, batch.attention_mask, batch.prompt_len)
         assert batch.base_logprobs is not None, "training batches carry base log-probs"
+        max_steps = self.trainer.max_steps if self._trainer is not None else 0
         out = self.objective(ObjectiveInputs(
             logprobs=logprobs,  # [N, T] with grad
             old_logprobs=batch.old_logprobs,
@@ -73,6 +80,10 @@ class AlphaModule(L.LightningModule):
             mask=batch.completion_mask,
             rewards=batch.rewards,
             group_ids=batch.group_ids,
+            entropy=entropy,
+            old_entropy=batch.old_entropy,
+            step=int(self.global_step),
+            max_steps=max(0, int(max_steps or 0)),
         ))
         size = batch.rewards.numel()
         self.log_dict({f"train/{k}": v for k, v in out.metrics.items()}, batch_size=size)

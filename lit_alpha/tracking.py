@@ -43,8 +43,11 @@ class MLflowLogger(MLFlowLogger):
         tags: dict[str, Any] | None = None,
     ) -> None:
         if tracking_uri.startswith("sqlite:///"):
-            db = Path(tracking_uri.removeprefix("sqlite:///"))
+            # absolute, so the store is the one under the *current* directory (MLflow caches
+            # stores by URI string) and the database's folder exists before MLflow opens it
+            db = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
             db.parent.mkdir(parents=True, exist_ok=True)
+            tracking_uri = f"sqlite:///{db}"
         if artifact_location and "://" not in artifact_location:
             artifact_location = Path(artifact_location).resolve().as_uri()
         super().__init__(

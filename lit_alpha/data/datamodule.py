@@ -20,6 +20,7 @@ import torch
 from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader, IterableDataset
 
+from lit_alpha.data.offline import OfflineRFT
 from lit_alpha.data.rollout import rollout
 from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.sampling.hf import HFSampler
@@ -63,6 +64,8 @@ class RolloutDataModule(L.LightningDataModule):
         max_new_tokens: completion budget in tokens.
         sampler: the sampler implementation (HF generate-style on CPU; vLLM on GPU).
         seed: seeds prompt order and sampling.
+        offline: train on π_base samples drawn once and cached (offline RFT, see
+            :mod:`lit_alpha.data.offline`) instead of fresh samples of the policy; None: on-policy.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class RolloutDataModule(L.LightningDataModule):
         max_new_tokens: int = 32,
         sampler: Sampler = lazy_instance(HFSampler),
         seed: int = 0,
+        offline: OfflineRFT | None = None,
     ) -> None:
         super().__init__()
         for name, value in [("prompts_per_step", prompts_per_step), ("n_samples", n_samples),
@@ -87,10 +91,13 @@ class RolloutDataModule(L.LightningDataModule):
         self.prompts_per_step, self.n_samples = prompts_per_step, n_samples
         self.val_samples, self.eval_prompts_per_batch = val_samples, eval_prompts_per_batch
         self.params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
+        self.offline = offline
 
     # -- loaders: prompts only -------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         start = self.trainer.global_step if self.trainer is not None else 0
+        if self.offline is not None:
+            return self.offline.train_dataloader(self, start)
         stream = PromptStream(self.task, self.prompts_per_step, self.seed, start_step=start)
         return DataLoader(stream, batch_size=None, collate_fn=_identity)
 
@@ -109,6 +116,8 @@ class RolloutDataModule(L.LightningDataModule):
 
     # -- the rollout, at the last moment ---------------------------------------------------
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.offline is not None and self.offline.owns(batch):
+            return self.offline.to_batch(self, batch)
         if not isinstance(batch, dict) or "records" not in batch:
             return batch
         module = self.trainer.lightning_module

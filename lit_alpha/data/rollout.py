@@ -69,4 +69,5 @@ def rollout(
         answers=[v.answer for v in verdicts],
         prompt_len=samples.prompt_len,
         stats=stats,
+        old_entropy=None if samples.entropy is None else samples.entropy.to(device),
     )

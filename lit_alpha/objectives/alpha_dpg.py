@@ -22,6 +22,10 @@ Target per prompt x: ``p_x(y) = π_base(y|x) · v(y,x) / Z_x`` (``v ∈ [0, 1]``
   (incorrect samples sit at −M on [1 − 1/M, 1]). The upper clip also applies to the final R.
 * leave-one-out advantage ``A_i = R_i − mean_{j≠i} R_j`` (no std normalisation) and the base class's
   REINFORCE loss ``mean_i[−A_i · Σ_t log π_θ(y_{i,t})] / C``.
+
+α may be a :class:`~lit_alpha.objectives.schedule.Schedule` of the step (an α curriculum, future work
+in the paper): ``α_t = schedule(inputs.step, inputs.max_steps)``; every step logs ``alpha``.
+Non-binary rewards ``v ∈ [0, 1]`` need nothing special: the target is ``p ∝ π_base · v``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from torch import Tensor
 
 from lit_alpha.batch import ObjectiveInputs
 from lit_alpha.objectives.base import Objective, group_view, leave_one_out_baseline, success_fracs
+from lit_alpha.objectives.schedule import Schedule
 
 SCALES = ("released", "amari")
 
@@ -41,7 +46,8 @@ class AlphaDPG(Objective):
     """α-DPG (Kruszewski et al., arXiv 2512.05962): α=0 forward KL, 0.5 Hellinger, α→1 reverse KL.
 
     Args:
-        alpha: the α of the α-divergence, in [0, 1]; 0 covers (forward KL), 1 seeks modes.
+        alpha: the α of the α-divergence, in [0, 1]; 0 covers (forward KL), 1 seeks modes. A number,
+            or a schedule of the step (``class_path: lit_alpha.objectives.schedule.Linear`` ...).
         clip: M, the upper clip of the pseudo-reward (also the lower clip in the "amari" scale).
         z_default: ẑ used for a group with no correct sample.
         scale: "released" (``(p/π)^{1−α} − 1``, the authors' code) or "amari" (that divided by 1−α).
@@ -50,15 +56,15 @@ class AlphaDPG(Objective):
 
     def __init__(
         self,
-        alpha: float = 0.5,
+        alpha: float | Schedule = 0.5,
         clip: float = 10.0,
         z_default: float = 1e-4,
         scale: str = "released",
         normalizer: float = 1024.0,
     ) -> None:
         super().__init__(normalizer)
-        alpha = float(alpha)
-        if not 0.0 <= alpha <= 1.0:  # also rejects NaN
+        lo, hi = alpha.bounds() if isinstance(alpha, Schedule) else (float(alpha), float(alpha))
+        if not (0.0 <= lo <= 1.0 and 0.0 <= hi <= 1.0):  # also rejects NaN
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if not clip > 0:
             raise ValueError(f"clip must be > 0, got {clip}")
@@ -66,10 +72,16 @@ class AlphaDPG(Objective):
             raise ValueError(f"z_default must be in (0, 1], got {z_default}")
         if scale not in SCALES:
             raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
-        self.alpha = alpha
+        self.alpha: float | Schedule = alpha if isinstance(alpha, Schedule) else float(alpha)
         self.clip = float(clip)
         self.z_default = float(z_default)
         self.scale = scale
+
+    def alpha_at(self, inputs: ObjectiveInputs) -> float:
+        """α for this batch: the constant, or the schedule at ``inputs.step``."""
+        if isinstance(self.alpha, Schedule):
+            return min(1.0, max(0.0, self.alpha(inputs.step, inputs.max_steps)))
+        return self.alpha
 
     def log_ratio(self, inputs: ObjectiveInputs) -> tuple[Tensor, Tensor]:
         """``log(p/π_θ)`` per sample ``[N]`` (−∞ when v=0) and ``log ẑ`` per group ``[B]``, float64."""
@@ -90,7 +102,7 @@ class AlphaDPG(Objective):
         """Pseudo-rewards ``R`` ``[N]``, whether each hit the upper clip ``[N]``, ``log ẑ`` ``[B]``."""
         x, log_z = self.log_ratio(inputs)  # [N] log(p/π), [B]
         m = self.clip
-        one_minus_a = 1.0 - self.alpha
+        one_minus_a = 1.0 - self.alpha_at(inputs)
         if one_minus_a > 0:
             cap = math.log1p(m)  # expm1(cap) = M: clamp the exponent, never exponentiate a big number
             y = (one_minus_a * x).clamp_max(cap)  # [N], −∞ stays −∞
@@ -108,6 +120,7 @@ class AlphaDPG(Objective):
         r, hit, log_z = self.pseudo_rewards(inputs)  # [N], [N], [B]
         adv = r - leave_one_out_baseline(r, inputs.group_ids)  # [N]
         metrics = {
+            "alpha": torch.tensor(self.alpha_at(inputs)),
             "z_mean": log_z.exp().mean(),
             "pseudo_reward_mean": r.mean(),
             "pseudo_reward_clip_frac": hit.double().mean(),

@@ -47,13 +47,25 @@ def success_fracs(rewards: Tensor, group_ids: Tensor) -> dict[str, Tensor]:
     }
 
 
+def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
+    """Mean of ``x`` over positions where ``mask`` is 1 (0 if there are none).  # scalar"""
+    mask = mask.to(x.dtype)
+    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+
+
 class Objective:
     """Base class. Subclasses override :meth:`advantages` and, if needed, :meth:`loss`.
+
+    Class attribute ``needs_entropy``: when True the trainer also computes π_θ's per-token
+    full-vocabulary entropy in the training forward and passes it as ``inputs.entropy`` (it costs a
+    chunked pass over the logits, so only objectives that use it ask for it).
 
     Args:
         normalizer: the constant C dividing the summed token log-likelihood (1024 in the released
             α-DPG code; set it near the maximum completion length for short tasks).
     """
+
+    needs_entropy: bool = False
 
     def __init__(self, normalizer: float = 1024.0) -> None:
         if normalizer <= 0:
@@ -80,4 +92,7 @@ class Objective:
         metrics["reward_mean"] = inputs.rewards.float().mean()
         metrics["logprob_mean"] = (inputs.seq_logprobs / inputs.lengths.clamp_min(1)).mean()
         metrics["kl_to_base"] = (inputs.seq_logprobs - inputs.seq_base_logprobs).mean()
+        entropy = inputs.entropy if inputs.entropy is not None else inputs.old_entropy
+        if entropy is not None:  # mean per-token entropy of the policy over completion tokens
+            metrics["entropy"] = masked_mean(entropy.detach().float(), inputs.mask)
         return ObjectiveOutput(loss=loss, metrics={k: v.detach().float() for k, v in metrics.items()})

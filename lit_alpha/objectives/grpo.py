@@ -10,8 +10,12 @@ Advantage (group of one prompt): ``A_i = r_i − mean_g(r)``, optionally ``/ (st
 Aggregation: "constant" ``Σ_{i,t} ℓ / (N·C)`` (Dr. GRPO, default), "token" the mean over all completion
 tokens of the batch (DAPO), "sequence" the mean over sequences of per-sequence token means (GRPO).
 Both log-ratios are clamped to ±20 before ``exp`` so that broken inputs give a large finite value, not
-inf (as verl does). With one optimizer step per fresh batch ρ = 1 and, with β=0 and "constant", the
-gradient is REINFORCE's with a group-mean baseline: ``∂L/∂log π_θ(y_{i,t}) = −A_i / (N·C)``.
+inf (as verl does). Two hooks let variants reuse all of this: :meth:`GRPO.shaped_rewards` (the rewards
+the group normalisation sees, e.g. the unlikeliness reward) and :meth:`GRPO.token_gate` (a per-token
+0/1 gate on the surrogate, e.g. entropy-ratio clipping); subclasses may also post-process
+:meth:`GRPO.advantages` (differential smoothing) or replace it (Pass@k). With one optimizer step
+per fresh batch ρ = 1 and, with β=0 and "constant", the gradient is REINFORCE's with a group-mean
+baseline: ``∂L/∂log π_θ(y_{i,t}) = −A_i / (N·C)``.
 """
 
 from __future__ import annotations
@@ -62,13 +66,22 @@ class GRPO(Objective):
         self.clip_eps_high = float(clip_eps if clip_eps_high is None else clip_eps_high)
         self.aggregation = aggregation
 
+    def shaped_rewards(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
+        """The per-sample rewards ``[N]`` that the group normalisation sees (the verifier's, here)."""
+        return inputs.rewards.detach().to(inputs.logprobs.dtype), {}
+
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
-        r = group_view(inputs.rewards.detach().to(inputs.logprobs.dtype), inputs.group_ids)  # [B, G]
+        shaped, metrics = self.shaped_rewards(inputs)  # [N]
+        r = group_view(shaped, inputs.group_ids)  # [B, G]
         adv = r - r.mean(1, keepdim=True)  # [B, G]
         if self.std_normalize:
             std = r.std(1, keepdim=True) if r.shape[1] > 1 else torch.zeros_like(adv)  # [B, 1]
             adv = adv / (std + 1e-4)
-        return adv.reshape(-1), success_fracs(inputs.rewards, inputs.group_ids)
+        return adv.reshape(-1), {**metrics, **success_fracs(inputs.rewards, inputs.group_ids)}
+
+    def token_gate(self, inputs: ObjectiveInputs) -> tuple[Tensor | None, dict[str, Tensor]]:
+        """An optional 0/1 gate ``[N, T]`` on each token's surrogate (0: no policy gradient there)."""
+        return None, {}
 
     def loss(self, inputs: ObjectiveInputs, advantages: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
         mask = inputs.mask.to(inputs.logprobs.dtype)  # [N, T]
@@ -81,6 +94,9 @@ class GRPO(Objective):
         ratio = (logp - old).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO).exp()  # [N, T]
         lo, hi = 1.0 - self.clip_eps, 1.0 + self.clip_eps_high
         surrogate = torch.minimum(ratio * a, ratio.clamp(lo, hi) * a)  # [N, T]
+        gate, gate_metrics = self.token_gate(inputs)  # [N, T] 0/1 or None
+        if gate is not None:
+            surrogate = surrogate * gate.detach().to(surrogate.dtype)
         delta = (base - logp).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # [N, T] log π_base/π_θ
         k3 = delta.exp() - delta - 1.0  # [N, T] ≥ 0
         per_token = -surrogate + self.beta * k3  # [N, T]
@@ -98,5 +114,6 @@ class GRPO(Objective):
             metrics = {
                 "clip_frac": (clipped.to(mask.dtype) * mask).sum() / n_tokens,
                 "kl": (k3 * mask).sum() / n_tokens,
+                **gate_metrics,
             }
         return loss, metrics

@@ -50,6 +50,7 @@ class Samples:
     completions: list[str]  # N decoded completions (special tokens dropped)
     truncated: Tensor  # [N] bool: no EOS within max_new_tokens
     prompt_len: int  # P
+    entropy: Tensor | None = None  # [N, T] float: full-vocabulary entropy of π_θ at each generated token
 
 
 class Sampler(Protocol):

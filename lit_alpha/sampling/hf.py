@@ -70,10 +70,11 @@ class HFSampler:
 
         input_ids, attn, cmask, logprobs = cat(0, pad), cat(1, 0), cat(2, 0.0), cat(3, 0.0)
         truncated = torch.cat([c[4] for c in chunks])
+        entropy = cat(5, 0.0)
         gen = input_ids[:, prompt_len:]
         keep = cmask[:, prompt_len:].bool()
         texts = tokenizer.batch_decode(gen.masked_fill(~keep, pad).tolist(), skip_special_tokens=True)
-        return Samples(input_ids, attn, cmask, logprobs, texts, truncated, prompt_len)
+        return Samples(input_ids, attn, cmask, logprobs, texts, truncated, prompt_len, entropy=entropy)
 
     def _sample_chunk(self, model, tokenizer, encoded, prompt_len, n, params, generator):
         was_training = model.training
@@ -98,6 +99,7 @@ class HFSampler:
         L = params.max_new_tokens
         tokens = torch.full((num, L), pad, dtype=torch.long, device=device)  # [N, L]
         lps = torch.zeros((num, L), device=device)
+        ents = torch.zeros((num, L), device=device)  # [N, L] entropy of π_θ(·|prefix), for entropy-ratio clipping
         cmask = torch.zeros((num, L), device=device)
         running = torch.ones(num, dtype=torch.bool, device=device)
         attn = pmask
@@ -114,6 +116,8 @@ class HFSampler:
             tok = torch.where(running, tok, torch.full_like(tok, pad))
             tokens[:, step] = tok
             lps[:, step] = torch.where(running, logp.gather(-1, tok.unsqueeze(-1)).squeeze(-1), 0.0)
+            ent = -(logp.exp() * logp).sum(-1)  # [N] −Σ_v p log p over the full vocabulary
+            ents[:, step] = torch.where(running, ent, 0.0)
             cmask[:, step] = running.float()
             running = running & (tok != eos)
             if not running.any() or step == L - 1:
@@ -123,7 +127,7 @@ class HFSampler:
                         past_key_values=cache, use_cache=True)
             cache, logits = out.past_key_values, out.logits[:, -1].float()
             next_pos = next_pos + 1
-        tokens, lps, cmask = tokens[:, :steps], lps[:, :steps], cmask[:, :steps]
+        tokens, lps, cmask, ents = tokens[:, :steps], lps[:, :steps], cmask[:, :steps], ents[:, :steps]
         gen_attn = cmask.long()
         return (
             torch.cat([prompt, tokens], 1).cpu(),
@@ -131,4 +135,5 @@ class HFSampler:
             torch.cat([torch.zeros_like(pmask, dtype=torch.float), cmask], 1).cpu(),
             torch.cat([torch.zeros_like(pmask, dtype=torch.float), lps], 1).cpu(),
             running.cpu(),
+            torch.cat([torch.zeros_like(pmask, dtype=torch.float), ents], 1).cpu(),
         )
