@@ -1,20 +1,41 @@
-"""``python -m lit_alpha {fit,validate,test} --config configs/a05.yaml [--any.field value]``."""
+"""``python -m lit_alpha {fit,validate,test} --config configs/a05.yaml [--any.field value]``.
+
+Bad input (a config field, a file, a data row, an unwritable MLflow store) ends in one line
+``error: ...`` naming it and exit code 2; a run stopped by non-finite losses ends with exit code 1.
+``LIT_ALPHA_DEBUG=1`` shows the traceback too. ``fit --ckpt_path last`` resumes the most recent run
+of the same name (see :mod:`lit_alpha.checkpoint`) and keeps logging into that MLflow run.
+"""
 
 from __future__ import annotations
 
+import inspect
+import os
+import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
+from lightning.pytorch import Trainer
+from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+import lit_alpha
+from lit_alpha.checkpoint import AtomicCheckpointIO, find_resume
 from lit_alpha.data.datamodule import RolloutDataModule
+from lit_alpha.errors import NonFiniteError, UserError
+from lit_alpha.memory import tame_malloc
 from lit_alpha.module import AlphaModule
-from lit_alpha.tracking import DEFAULT_ARTIFACTS, DEFAULT_TRACKING_URI, MLflowConfigSaver
+from lit_alpha.tracking import DEFAULT_ARTIFACTS, DEFAULT_TRACKING_URI, MLflowConfigSaver, normalize_tracking_uri
 
 # Known, harmless noise: the frozen base is in eval mode on purpose; the rest is upstream chatter.
 warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
 warnings.filterwarnings("ignore", message=".*LeafSpec.*")
 warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+warnings.filterwarnings("ignore", message=".*training_step.* returned `None`.*")  # a skipped non-finite step
+
+_PACKAGE_DIR = str(Path(lit_alpha.__file__).parent)
+_LIGHTNING_CKPT_NAMES = {"best", "hpc", "registry"}  # ckpt_path values Lightning resolves itself
 
 TRAINER_DEFAULTS = {
     "logger": {
@@ -29,6 +50,19 @@ TRAINER_DEFAULTS = {
     "log_every_n_steps": 1,
     "gradient_clip_val": 1.0,
 }
+
+
+class _Parser(LightningArgumentParser):
+    """Parse errors in two lines (the error, naming the key; where to find help), not a usage wall."""
+
+    def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
+        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        sys.stderr.write(f"error: {message.strip()}\n")
+        prog = parser.prog.replace(" [options]", "").replace("__main__.py", "python -m lit_alpha")
+        sys.stderr.write(f"(all fields: {prog} --help)\n")
+        self.exit(2)
 
 
 class LitAlphaCLI(LightningCLI):
@@ -48,25 +82,154 @@ class LitAlphaCLI(LightningCLI):
             init = logger.get("init_args") if hasattr(logger, "get") else None
             if init is not None and init.get("run_name") is None:
                 init["run_name"] = Path(str(files[0])).stem
+        if config is not None and self.subcommand is not None:
+            self._resolve_ckpt_path(config)
+
+    def _resolve_ckpt_path(self, config: Any) -> None:
+        """``last`` → the newest checkpoint of the latest run of this name (fit: continue that MLflow run);
+        a local path that is not a file → one clear error."""
+        ckpt = config.get("ckpt_path")
+        if ckpt is None or ckpt in _LIGHTNING_CKPT_NAMES or (ckpt != "last" and "://" in str(ckpt)):
+            return
+        if ckpt != "last":
+            if not Path(ckpt).is_file():
+                raise UserError(f"ckpt_path: {ckpt!r} is not a checkpoint file")
+            return
+        logger = config.trainer.get("logger")
+        init = logger.get("init_args") if hasattr(logger, "get") else None
+        if init is None or "tracking_uri" not in init or "experiment_name" not in init:
+            return  # not an MLflow logger of ours: Lightning's own "last"
+        uri = normalize_tracking_uri(str(init["tracking_uri"]))
+        try:
+            resume = find_resume(uri, init["experiment_name"], init.get("run_name"),
+                                 config.trainer.get("default_root_dir") or "mlruns")
+        except Exception as err:  # noqa: BLE001 - an unreadable store is a config problem
+            raise UserError(f"trainer.logger.init_args.tracking_uri {uri!r}: cannot read the MLflow store "
+                            f"to resume from ({type(err).__name__}: {err})") from err
+        name = init.get("run_name")
+        if resume is None:
+            print(f"ckpt_path last: no checkpoint of a run named {name!r} in experiment "
+                  f"{init['experiment_name']!r}: starting a new run", file=sys.stderr)
+            config.ckpt_path = None
+            return
+        config.ckpt_path = str(resume.ckpt_path)
+        if self.subcommand == "fit":
+            init["run_id"] = resume.run_id
+        print(f"ckpt_path last: {resume.ckpt_path} (run {resume.run_name!r} {resume.run_id}, "
+              f"step {resume.step})", file=sys.stderr)
+
+    def instantiate_classes(self) -> None:
+        """As LightningCLI's, but an error while building the objects becomes one :class:`UserError`
+        naming the config field (or file, or row) at fault."""
+        try:
+            super().instantiate_classes()
+        except UserError:
+            raise
+        except Exception as err:  # noqa: BLE001 - reported in one line; LIT_ALPHA_DEBUG=1 re-raises
+            raise UserError(self._explain(err)) from err
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # crash-safe saves by default
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        return trainer
+
+    def _explain(self, err: BaseException) -> str:
+        """The innermost error raised by lit_alpha code in ``err``'s chain (else the innermost one),
+        prefixed with the config key of the class whose constructor raised it."""
+        chain: list[BaseException] = []
+        while err is not None and all(err is not e for e in chain):
+            chain.append(err)
+            err = err.__cause__ or (None if err.__suppress_context__ else err.__context__)
+        ours = [e for e in chain if _raised_in_package(e)]
+        pick = ours[-1] if ours else chain[-1]
+        message = " ".join(str(pick).split()) or type(pick).__name__
+        if not ours:
+            message = f"{type(pick).__name__}: {message} (LIT_ALPHA_DEBUG=1 shows the traceback)"
+        key, cls = self._config_key_of(pick)
+        if key is None or message.startswith(("model.", "data.", "trainer.", key)):
+            return message
+        params = inspect.signature(cls.__init__).parameters if cls is not None else {}
+        first = message.split(" ")[0].rstrip(":")
+        if first in params:
+            sep = "." if key in ("model", "data") else ".init_args."
+            return f"{key}{sep}{message}"
+        return f"{key}: {message}"
+
+    def _config_key_of(self, err: BaseException) -> tuple[str | None, type | None]:
+        """The config key (``model.objective``) of the innermost constructor in ``err``'s traceback."""
+        cls = None
+        tb = err.__traceback__
+        while tb is not None:
+            frame = tb.tb_frame
+            if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
+                cls = type(frame.f_locals["self"])
+            tb = tb.tb_next
+        if cls is None:
+            return None, None
+        if issubclass(cls, AlphaModule):
+            return "model", cls
+        if issubclass(cls, RolloutDataModule):
+            return "data", cls
+        config = self.config.get(self.subcommand) if self.subcommand else self.config
+        for key, value in _walk(config.as_dict() if config is not None else {}):
+            if str(value.get("class_path", "")).split(".")[-1] == cls.__name__:
+                return key, cls
+        return None, cls
 
     def before_fit(self) -> None:
         config = self.config_init["fit"]
         if config.get("validate_at_start") and config.get("ckpt_path") is None:
             self.trainer.validate(self.model, datamodule=self.datamodule)
+            for logger in self.trainer.loggers:  # validate() finalised the run; fit goes on in it
+                if isinstance(logger, MLFlowLogger):
+                    logger.experiment.update_run(logger.run_id, status="RUNNING")
+
+
+def _raised_in_package(err: BaseException) -> bool:
+    """Was ``err`` raised by a line of lit_alpha (not by a library it called)?"""
+    tb = err.__traceback__
+    last = None
+    while tb is not None:
+        last = tb
+        tb = tb.tb_next
+    return last is not None and last.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+
+
+def _walk(tree: dict[str, Any], prefix: str = ""):
+    """Every ``(dotted key, dict)`` below ``tree``, deepest last."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield f"{prefix}{key}", value
+            yield from _walk(value, f"{prefix}{key}.")
 
 
 def main(args: list[str] | None = None) -> LitAlphaCLI:
-    return LitAlphaCLI(
-        AlphaModule,
-        RolloutDataModule,
-        args=args,
-        save_config_callback=MLflowConfigSaver,
-        save_config_kwargs={"save_to_log_dir": False},
-        trainer_defaults=TRAINER_DEFAULTS,
-        subclass_mode_model=False,
-        subclass_mode_data=False,
-    )
+    """The console entry point: run the CLI; known errors end in one line on stderr."""
+    try:
+        return LitAlphaCLI(
+            AlphaModule,
+            RolloutDataModule,
+            args=args,
+            save_config_callback=MLflowConfigSaver,
+            save_config_kwargs={"save_to_log_dir": False},
+            trainer_defaults=TRAINER_DEFAULTS,
+            subclass_mode_model=False,
+            subclass_mode_data=False,
+            parser_class=_Parser,
+        )
+    except (UserError, NonFiniteError) as err:
+        if os.environ.get("LIT_ALPHA_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2 if isinstance(err, UserError) else 1) from None
+
+
+def cli() -> None:
+    """``python -m lit_alpha`` / ``lit-alpha``: a lean allocator, then the CLI."""
+    tame_malloc()
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

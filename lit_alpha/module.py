@@ -8,19 +8,50 @@ One optimizer step per fresh batch (the batch arrives already sampled and verifi
 from __future__ import annotations
 
 import copy
+import logging
 import math
+import random
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from jsonargparse import lazy_instance
 
 from lit_alpha.batch import ObjectiveInputs, RolloutBatch
+from lit_alpha.errors import NonFiniteError
+from lit_alpha.memory import peak_rss_mb
 from lit_alpha.metrics.pass_at_k import DistinctCorrect, PassAtK, default_ks
 from lit_alpha.models import load_policy
 from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.objectives.base import Objective
 from lit_alpha.sampling.logprobs import token_logprobs
+from lit_alpha.verifiers.guarded import FAULTS
+
+log = logging.getLogger(__name__)
+
+
+def rng_states() -> dict[str, Any]:
+    """The global python, numpy and torch (CPU and CUDA) RNG states, in types ``torch.load(weights_only=True)``
+    accepts (the sampler has its own per-step generator; this covers anything else that draws)."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": [str(name), torch.from_numpy(np.asarray(keys, dtype=np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_states(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_states` returned."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class AlphaModule(L.LightningModule):
@@ -35,6 +66,8 @@ class AlphaModule(L.LightningModule):
         warmup_frac: fraction of ``trainer.max_steps`` with a linear warm-up from 0.
         dtype: parameter dtype of policy and base (``float32``, ``bfloat16``, ``float16``).
         num_threads: torch CPU threads (0 leaves torch's default; 1 is fastest for tiny models on 2 cores).
+        max_bad_steps: a step whose loss or gradient is NaN/inf is skipped (no update, counted in
+            ``train/skipped_steps``); this many such steps in a row stop the run with an error.
     """
 
     def __init__(
@@ -47,10 +80,13 @@ class AlphaModule(L.LightningModule):
         warmup_frac: float = 0.05,
         dtype: str = "float32",
         num_threads: int = 0,
+        max_bad_steps: int = 5,
     ) -> None:
         super().__init__()
         if lr <= 0:
             raise ValueError(f"model.lr must be > 0, got {lr}")
+        if max_bad_steps < 1:
+            raise ValueError(f"model.max_bad_steps must be >= 1, got {max_bad_steps}")
         if not 0 <= warmup_frac < 1:
             raise ValueError(f"model.warmup_frac must be in [0, 1), got {warmup_frac}")
         if num_threads > 0:
@@ -61,6 +97,12 @@ class AlphaModule(L.LightningModule):
         self.base = copy.deepcopy(self.policy).eval().requires_grad_(False)
         self.strict_loading = False  # checkpoints omit the frozen base (rebuilt from `model`)
         self._eval_metrics: dict[str, tuple[PassAtK, DistinctCorrect]] = {}
+        self.max_bad_steps = max_bad_steps
+        self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient, over the whole run
+        self.bad_streak = 0  # ... of which this many in a row, up to now
+        self._step_skipped = False
+        # every verifier/<reason>_frac logged so far; the fault reasons are logged from the start
+        self.verifier_reasons: set[str] = {f"verifier/{kind}_frac" for kind in FAULTS}
 
     # -- training ----------------------------------------------------------------------------
     def training_step(self, batch: RolloutBatch, batch_idx: int) -> torch.Tensor:
@@ -87,10 +129,45 @@ class AlphaModule(L.LightningModule):
         ))
         size = batch.rewards.numel()
         self.log_dict({f"train/{k}": v for k, v in out.metrics.items()}, batch_size=size)
-        self.log_dict({k: float(v) for k, v in batch.stats.items()}, batch_size=size)
+        stats = {k: float(v) for k, v in batch.stats.items()}
+        # a reason absent from this batch is 0, not its last value (Lightning re-logs stale step values)
+        self.verifier_reasons.update(k for k in stats if k.startswith("verifier/") and k.endswith("_frac"))
+        self.log_dict({**{k: 0.0 for k in sorted(self.verifier_reasons)}, **stats}, batch_size=size)
         self.log("train/completion_len", batch.completion_mask.sum(-1).mean(), batch_size=size)
+        self.log("perf/peak_rss_mb", peak_rss_mb(), batch_size=size)
         self.log("train/distinct_correct", self._distinct_correct(batch).mean(), batch_size=size)
+        self._step_skipped = False
+        if not torch.isfinite(out.loss):
+            self._skip_step(f"non-finite loss {float(out.loss)}")
+            return None  # Lightning skips backward and the optimizer update; the step still counts
         return out.loss
+
+    # -- numerics guard: a NaN/inf loss or gradient skips the update, too many in a row stop the run --
+    def _skip_step(self, why: str) -> None:
+        self._step_skipped = True
+        self.skipped_steps += 1
+        self.bad_streak += 1
+        log.warning("step %d skipped: %s (%d in a row, %d in total)", self.global_step, why,
+                    self.bad_streak, self.skipped_steps)
+        if self.bad_streak >= self.max_bad_steps:
+            raise NonFiniteError(
+                f"stopping at step {self.global_step}: {self.bad_streak} steps in a row had a non-finite loss "
+                f"or gradient (last: {why}); model.max_bad_steps={self.max_bad_steps}. Try a lower model.lr, "
+                f"a smaller model.objective clip, or dtype float32; the last good checkpoint can be resumed"
+            )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Before clipping and the update: drop non-finite gradients (the update becomes a no-op)."""
+        if not self._step_skipped:
+            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+            norms = torch._foreach_norm([p.grad for p in params], float("inf")) if params else []  # max |g|
+            if params and not bool(torch.isfinite(torch.stack(list(norms))).all()):
+                for p in params:
+                    p.grad = None  # AdamW leaves parameters without a gradient untouched
+                self._skip_step("non-finite gradient")
+            else:
+                self.bad_streak = 0
+        self.log("train/skipped_steps", float(self.skipped_steps))
 
     # -- evaluation: pass@k and distinct correct answers on held-out problems ----------------
     def _metrics_for(self, stage: str, n: int) -> tuple[PassAtK, DistinctCorrect]:
@@ -161,3 +238,17 @@ class AlphaModule(L.LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("base.")]:
             del state[key]
+        checkpoint["lit_alpha"] = {  # what a resumed run needs beyond Lightning's own state
+            "skipped_steps": self.skipped_steps,
+            "bad_streak": self.bad_streak,
+            "verifier_reasons": sorted(self.verifier_reasons),
+            "rng": rng_states(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        extra = checkpoint.get("lit_alpha", {})
+        self.skipped_steps = int(extra.get("skipped_steps", 0))
+        self.bad_streak = int(extra.get("bad_streak", 0))
+        self.verifier_reasons |= set(extra.get("verifier_reasons", []))
+        if "rng" in extra:
+            set_rng_states(extra["rng"])

@@ -7,6 +7,8 @@ stored as ``val/pass_at_64``.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +18,25 @@ from lightning.pytorch.loggers import MLFlowLogger
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_ARTIFACTS = "mlruns/artifacts"
+
+
+def normalize_tracking_uri(tracking_uri: str) -> str:
+    """A relative ``sqlite:///path.db`` made absolute (MLflow caches stores by URI string, and the
+    store must be the one under the *current* directory)."""
+    if tracking_uri.startswith("sqlite:///"):
+        return f"sqlite:///{Path(tracking_uri.removeprefix('sqlite:///')).resolve()}"
+    return tracking_uri
+
+
+def check_writable(directory: Path, what: str) -> None:
+    """Create ``directory`` if needed and prove a file can be written in it; else one clear error."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".lit_alpha_probe_")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as err:
+        raise ValueError(f"{what}: cannot write to {str(directory)!r} ({err.strerror or err})") from None
 
 
 def mlflow_metric_name(name: str) -> str:
@@ -32,6 +53,7 @@ class MLflowLogger(MLFlowLogger):
         tracking_uri: MLflow store; a ``sqlite:///relative/path.db`` is created on first use.
         artifact_location: where a *new* experiment stores artifacts (a local directory or URI).
         tags: extra run tags.
+        run_id: log into this existing run instead of creating one (set by ``--ckpt_path last``).
     """
 
     def __init__(
@@ -41,15 +63,20 @@ class MLflowLogger(MLFlowLogger):
         tracking_uri: str = DEFAULT_TRACKING_URI,
         artifact_location: str | None = DEFAULT_ARTIFACTS,
         tags: dict[str, Any] | None = None,
+        run_id: str | None = None,
     ) -> None:
-        if tracking_uri.startswith("sqlite:///"):
-            # absolute, so the store is the one under the *current* directory (MLflow caches
-            # stores by URI string) and the database's folder exists before MLflow opens it
-            db = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
-            db.parent.mkdir(parents=True, exist_ok=True)
-            tracking_uri = f"sqlite:///{db}"
+        tracking_uri = normalize_tracking_uri(tracking_uri)
+        if tracking_uri.startswith("sqlite:///"):  # fail now, in one line, not deep inside MLflow
+            db = Path(tracking_uri.removeprefix("sqlite:///"))
+            check_writable(db.parent, f"trainer.logger.init_args.tracking_uri {tracking_uri!r}")
+            if db.exists() and not os.access(db, os.W_OK):
+                raise ValueError(f"trainer.logger.init_args.tracking_uri {tracking_uri!r}: "
+                                 f"the database {str(db)!r} is read-only")
         if artifact_location and "://" not in artifact_location:
+            check_writable(Path(artifact_location).resolve(),
+                           f"trainer.logger.init_args.artifact_location {artifact_location!r}")
             artifact_location = Path(artifact_location).resolve().as_uri()
+        self._last_logged: tuple[int | None, dict[str, float]] | None = None
         super().__init__(
             experiment_name=experiment_name,
             run_name=run_name,
@@ -57,10 +84,16 @@ class MLflowLogger(MLFlowLogger):
             artifact_location=artifact_location,
             tags=tags,
             log_model=False,
+            run_id=run_id,
         )
+        self.resumed = run_id is not None
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        super().log_metrics({mlflow_metric_name(k): v for k, v in metrics.items()}, step)
+        renamed = {mlflow_metric_name(k): v for k, v in metrics.items()}
+        if self._last_logged == (step, renamed):
+            return  # the same step's metrics flushed twice (see lit_alpha.checkpoint.Checkpoint)
+        self._last_logged = (step, dict(renamed))
+        super().log_metrics(renamed, step)
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -79,6 +112,8 @@ class MLflowConfigSaver(SaveConfigCallback):
     """Log the fully resolved config as ``config.yaml`` and every field as an MLflow param.
 
     Replaces LightningCLI's SaveConfigCallback, which needs a logger with a local ``log_dir``.
+    A resumed run (``--ckpt_path last``) keeps its params (MLflow params are immutable): only new
+    keys are added, and the resumed config is saved as ``config.resumed.yaml``.
     """
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -86,5 +121,7 @@ class MLflowConfigSaver(SaveConfigCallback):
         params = {k: v for k, v in flatten(self.config.as_dict()).items() if not k.startswith("config")}
         for logger in trainer.loggers:
             if isinstance(logger, MLFlowLogger):
-                logger.experiment.log_text(logger.run_id, text, "config.yaml")
-                logger.log_hyperparams(params)
+                existing = logger.experiment.get_run(logger.run_id).data.params
+                name = "config.resumed.yaml" if existing else "config.yaml"
+                logger.experiment.log_text(logger.run_id, text, name)
+                logger.log_hyperparams({k: v for k, v in params.items() if k not in existing})

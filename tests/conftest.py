@@ -41,3 +41,14 @@ def in_tmp(tmp_path, monkeypatch) -> Path:
     """Run in an empty directory (the default MLflow store ``mlruns/`` lands there)."""
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def store_client():
+    """An MlflowClient on ``./mlruns/mlflow.db`` of the *current* directory.
+
+    The URI is absolute on purpose: MLflow caches stores by URI string, so a relative URI would keep
+    pointing at the first test's database after a chdir.
+    """
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{Path('mlruns/mlflow.db').resolve()}")

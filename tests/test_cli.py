@@ -11,6 +11,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from conftest import store_client
 from lit_alpha.__main__ import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ def _run(client: MlflowClient):
 @pytest.mark.slow
 def test_fit_then_validate_and_test(in_tmp):
     main(["fit", "--config", str(REPO / "configs/a05.yaml"), *SMALL])
-    client = MlflowClient("sqlite:///mlruns/mlflow.db")
+    client = store_client()
     (run,) = _run(client)
     assert run.info.status == "FINISHED" and run.info.run_name == "a05"
     for name in ["train/loss", "train/reward_mean", "train/zero_success_frac", "train/z_mean",

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
+from conftest import store_client
 from lit_alpha.__main__ import main
 from lit_alpha.models import EMBEDDED
 
@@ -51,7 +52,7 @@ def test_rival_config_trains(name: str, in_tmp: Path) -> None:
     if name == "grpo_passk_analytic":  # k = G = 4 would make every group's σ zero; k = 2 of 4 moves
         extra += ["--model.objective.init_args.k", "2"]
     main(["fit", "--config", str(REPO / "configs" / f"{name}.yaml"), *SMALL, *extra])
-    client = MlflowClient("sqlite:///mlruns/mlflow.db")
+    client = store_client()
     exp = client.get_experiment_by_name("lit_alpha")
     # newest run of this config (MLflow caches a store per URI string, so in one process a relative
     # sqlite URI keeps pointing at the first test's database even after chdir)

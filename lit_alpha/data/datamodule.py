@@ -26,6 +26,7 @@ from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.sampling.hf import HFSampler
 from lit_alpha.tasks.base import Task
 from lit_alpha.tasks.countdown import CountdownTask
+from lit_alpha.verifiers.guarded import GuardedVerifier
 
 _TRAIN, _EVAL = 0, 1
 
@@ -66,6 +67,11 @@ class RolloutDataModule(L.LightningDataModule):
         seed: seeds prompt order and sampling.
         offline: train on π_base samples drawn once and cached (offline RFT, see
             :mod:`lit_alpha.data.offline`) instead of fresh samples of the policy; None: on-policy.
+        verify_timeout_s: per-sample verification time limit; > 0 runs the verifier in worker
+            processes and gives a sample that exceeds it a 0 verdict (``timeout``); 0 runs it
+            in-process (for pure, bounded verifiers such as Countdown's). Either way a verifier that
+            raises or returns garbage costs that sample a 0 verdict, counted in ``verifier/*``.
+        verify_workers: verification worker processes (when ``verify_timeout_s > 0``).
     """
 
     def __init__(
@@ -81,8 +87,14 @@ class RolloutDataModule(L.LightningDataModule):
         sampler: Sampler = lazy_instance(HFSampler),
         seed: int = 0,
         offline: OfflineRFT | None = None,
+        verify_timeout_s: float = 0.0,
+        verify_workers: int = 1,
     ) -> None:
         super().__init__()
+        if not verify_timeout_s >= 0:
+            raise ValueError(f"data.verify_timeout_s must be >= 0, got {verify_timeout_s}")
+        if verify_workers < 1:
+            raise ValueError(f"data.verify_workers must be >= 1, got {verify_workers}")
         for name, value in [("prompts_per_step", prompts_per_step), ("n_samples", n_samples),
                             ("val_samples", val_samples), ("eval_prompts_per_batch", eval_prompts_per_batch)]:
             if value < 1:
@@ -92,6 +104,17 @@ class RolloutDataModule(L.LightningDataModule):
         self.val_samples, self.eval_prompts_per_batch = val_samples, eval_prompts_per_batch
         self.params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         self.offline = offline
+        self.guard = GuardedVerifier(task.verifier, verify_timeout_s, verify_workers)
+
+    # -- resume state: the cumulative verifier-fault counts (the stream restarts at global_step) --
+    def state_dict(self) -> dict[str, Any]:
+        return {"verifier_faults": self.guard.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.guard.load_state_dict(state_dict.get("verifier_faults", {}))
+
+    def teardown(self, stage: str) -> None:
+        self.guard.close()
 
     # -- loaders: prompts only -------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
@@ -125,7 +148,7 @@ class RolloutDataModule(L.LightningDataModule):
         key = [self.seed, _TRAIN, batch["step"]] if training else [self.seed, _EVAL, batch["index"]]
         generator = torch.Generator(device=module.device)
         generator.manual_seed(int(np.random.default_rng(key).integers(2**62)))
-        return rollout(
+        out = rollout(
             module.policy,
             module.tokenizer,
             self.task,
@@ -135,4 +158,7 @@ class RolloutDataModule(L.LightningDataModule):
             self.params,
             generator,
             base=module.base if training else None,
+            verify=self.guard.verify_batch,
         )
+        out.stats["verifier/faults_total"] = float(self.guard.total_faults)  # over the run, resumed too
+        return out

@@ -7,7 +7,7 @@ This is the whole data path of a step (DESIGN §3). Timings and verdict reasons 
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -15,7 +15,10 @@ from lit_alpha.batch import RolloutBatch
 from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.sampling.logprobs import token_logprobs
 from lit_alpha.tasks.base import Record, Task
-from lit_alpha.verifiers.base import count_reasons
+from lit_alpha.verifiers.base import Verdict, count_reasons
+from lit_alpha.verifiers.guarded import GuardedVerifier
+
+VerifyFn = Callable[[Sequence[Record], Sequence[str]], list[Verdict]]
 
 
 def rollout(
@@ -28,14 +31,19 @@ def rollout(
     params: SamplingParams,
     generator: torch.Generator | None = None,
     base: torch.nn.Module | None = None,
+    verify: VerifyFn | None = None,
 ) -> RolloutBatch:
     """Sample ``n`` completions per record with ``policy``, verify them, and (if ``base`` is given)
-    score them under the frozen base model. Rows are grouped by record, in record order."""
+    score them under the frozen base model. Rows are grouped by record, in record order.
+
+    ``verify`` defaults to the task's verifier guarded in-process (an exception or a malformed verdict
+    is a 0 verdict with a reason, see :mod:`lit_alpha.verifiers.guarded`)."""
     t0 = time.perf_counter()
     samples = sampler.sample(policy, tokenizer, [task.prompt(r) for r in records], n, params, generator)
     t1 = time.perf_counter()
     expanded = [r for r in records for _ in range(n)]
-    verdicts = task.verifier.verify_batch(expanded, samples.completions)
+    verify = verify or GuardedVerifier(task.verifier).verify_batch
+    verdicts = verify(expanded, samples.completions)
     t2 = time.perf_counter()
     device = next(policy.parameters()).device
     input_ids = samples.input_ids.to(device)

@@ -86,6 +86,8 @@ class Objective:
         adv = adv.detach()
         loss, loss_metrics = self.loss(inputs, adv)
         metrics = {**metrics, **loss_metrics}
+        for key, value in success_fracs(inputs.rewards, inputs.group_ids).items():
+            metrics.setdefault(key, value)  # degenerate groups are counted for every objective
         metrics["loss"] = loss
         metrics["advantage_mean"] = adv.mean()
         metrics["advantage_std"] = adv.std(unbiased=False)

@@ -91,6 +91,10 @@ class CountdownTask(Task):
         holdout_frac: fraction of number multisets reserved for validation and for test (each).
         seed: seeds splits and problems; change it for a different task instance.
         prompt_template: format string with ``{numbers}`` (space separated) and ``{target}``.
+        problems_file: a JSONL file of your own problems (format in
+            :mod:`lit_alpha.tasks.problems_file`); its ``train`` rows replace the generated training
+            stream, its ``val``/``test`` rows the generated sets (a split it lacks stays generated,
+            and keeping its splits disjoint is then up to you). Every row is checked at start-up.
     """
 
     def __init__(
@@ -104,7 +108,9 @@ class CountdownTask(Task):
         holdout_frac: float = 0.1,
         seed: int = 0,
         prompt_template: str = "{numbers} | {target} = ",
+        problems_file: str | None = None,
     ) -> None:
+        from lit_alpha.tasks.problems_file import load_problems
         from lit_alpha.verifiers.countdown import CountdownVerifier
 
         if n_numbers < 2:
@@ -122,6 +128,8 @@ class CountdownTask(Task):
         for ms in multisets:
             self._splits[self.split_of(ms)].append(ms)
         self._cache: dict[str, list[Record]] = {}
+        self.problems_file = problems_file
+        self._file: dict[str, list[Record]] = load_problems(problems_file) if problems_file else {}
 
     def split_of(self, numbers: tuple[int, ...] | list[int]) -> str:
         """Which split a number multiset belongs to (a stable hash, independent of order)."""
@@ -145,6 +153,8 @@ class CountdownTask(Task):
     def problems(self, split: str) -> list[Record]:
         if split not in self._splits:
             raise ValueError(f"split must be one of train/val/test, got {split!r}")
+        if self._file.get(split):
+            return self._file[split]
         if split not in self._cache:
             size = {"train": self.num_val, "val": self.num_val, "test": self.num_test}[split]
             rng = np.random.default_rng([self.seed, {"train": 0, "val": 1, "test": 2}[split]])
@@ -152,6 +162,9 @@ class CountdownTask(Task):
         return self._cache[split]
 
     def sample_train(self, rng: np.random.Generator) -> Record:
+        if self._file.get("train"):
+            rows = self._file["train"]
+            return rows[int(rng.integers(len(rows)))]
         return self._make("train", int(rng.integers(2**31)), rng)
 
     def prompt(self, record: Record) -> str:

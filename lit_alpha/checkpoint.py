@@ -1,0 +1,194 @@
+"""Checkpoints that survive a crash, and ``--ckpt_path last`` that finds them.
+
+* :class:`AtomicCheckpointIO` writes every checkpoint to a temporary file in the same directory,
+  fsyncs it and ``os.replace``-s it over the target: a crash (even SIGKILL or a power cut) during a
+  save leaves the previous file intact, never a truncated ``last.ckpt``.
+* :class:`Checkpoint` is Lightning's ``ModelCheckpoint`` set up to keep the last k step checkpoints
+  plus ``last.ckpt``, written only once everything of the step is on record: when a validation
+  follows the step, the save waits for its end (so a resumed run never skips that validation), and
+  the step's training metrics are flushed to the logger before the file is written (so a crash just
+  after a save loses no metric).
+* :func:`find_resume` resolves ``last``: the newest checkpoint of the most recent MLflow run with the
+  same experiment and run name, so a resumed fit continues that very run.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+_TMP_SUFFIX = ".tmp"
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort: some file systems refuse to open a directory)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save(obj, path)`` that never leaves a partial file at ``path``."""
+    import torch
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in glob.glob(glob.escape(str(target.parent / f".{target.name}.")) + f"*{_TMP_SUFFIX}"):
+        try:  # temporaries of an earlier save that was killed half-way
+            os.remove(stale)
+        except OSError:
+            pass
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=_TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(target.parent)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """TorchCheckpointIO whose local saves are atomic (temporary file + fsync + ``os.replace``).
+
+    Remote paths (``s3://`` ...) fall back to Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not support storage_options, got {storage_options}")
+        if not _is_local_file_protocol(str(path)):
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        atomic_torch_save(checkpoint, str(path).removeprefix("file://"))
+
+
+class Checkpoint(ModelCheckpoint):
+    """Keep the last ``keep_last`` step checkpoints and ``last.ckpt``, each one crash-consistent.
+
+    Files: ``step=<k>.ckpt`` and ``last.ckpt`` in the run's checkpoint directory
+    (``mlruns/<experiment id>/<run id>/checkpoints``). Resume with ``--ckpt_path last``.
+
+    Args:
+        every_n_train_steps: save after every this many optimizer steps.
+        keep_last: how many step checkpoints to keep (older ones are deleted); ``last.ckpt`` is extra.
+        dirpath: the directory; None: the run's checkpoint directory.
+    """
+
+    def __init__(self, every_n_train_steps: int = 50, keep_last: int = 2, dirpath: str | None = None) -> None:
+        if every_n_train_steps < 1:
+            raise ValueError(f"every_n_train_steps must be >= 1, got {every_n_train_steps}")
+        if keep_last < 1:
+            raise ValueError(f"keep_last must be >= 1, got {keep_last}")
+        super().__init__(
+            dirpath=dirpath,
+            filename="step={step}",
+            auto_insert_metric_name=False,
+            monitor="step",
+            mode="max",
+            save_top_k=keep_last,
+            save_last=True,
+            every_n_train_steps=every_n_train_steps,
+        )
+
+    def _monitor_candidates(self, trainer: L.Trainer) -> dict[str, Any]:
+        import torch
+
+        candidates = super()._monitor_candidates(trainer)
+        # the module logs a "step" metric with its evaluations; the checkpoint's step is global_step
+        candidates["step"] = torch.tensor(trainer.global_step)
+        return candidates
+
+    @staticmethod
+    def _validation_follows(trainer: L.Trainer) -> bool:
+        """Will a validation run right after this training batch (before the next one)?"""
+        loop = trainer.fit_loop.epoch_loop
+        try:
+            return bool(trainer.enable_validation and loop._should_check_val_fx(trainer.fit_loop._data_fetcher))
+        except Exception:  # private Lightning API: if it moves, save at once (Lightning's behaviour)
+            return False
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        due = self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0
+        if due and not self._should_skip_saving_checkpoint(trainer) and self._validation_follows(trainer):
+            self._defer_save_until_validation = True  # saved in on_validation_end, after the metrics
+            return
+        if due:
+            flush = getattr(trainer._logger_connector, "update_train_step_metrics", None)
+            if flush is not None:  # the step's metrics reach the logger before the file exists
+                flush()
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+# -- resuming ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resume:
+    """Where ``--ckpt_path last`` resumes: a checkpoint file and the MLflow run it belongs to."""
+
+    ckpt_path: Path
+    run_id: str
+    run_name: str | None
+    step: int | None
+
+
+def newest_checkpoint(directory: Path) -> Path | None:
+    """``last.ckpt`` if present, else the ``*.ckpt`` with the latest modification time."""
+    last = directory / "last.ckpt"
+    if last.is_file():
+        return last
+    ckpts = [p for p in directory.glob("*.ckpt") if p.is_file()]
+    return max(ckpts, key=lambda p: p.stat().st_mtime) if ckpts else None
+
+
+def _checkpoint_step(path: Path) -> int | None:
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    except Exception:
+        return None
+
+
+def find_resume(tracking_uri: str, experiment_name: str, run_name: str | None, root: str | os.PathLike) -> Resume | None:
+    """The newest checkpoint of the most recent run named ``run_name`` (any run if None) in the
+    experiment, looked for in ``<root>/<experiment id>/<run id>/checkpoints``; None if there is none."""
+    from mlflow.tracking import MlflowClient
+
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
+        return None  # no store yet: nothing to resume (and do not create one here)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    if experiment is None:
+        return None
+    query = ""
+    if run_name is not None:
+        query = "attributes.run_name = '{}'".format(run_name.replace("\\", "\\\\").replace("'", "\\'"))
+    runs = client.search_runs([experiment.experiment_id], filter_string=query,
+                              order_by=["attributes.start_time DESC"], max_results=100)
+    for run in runs:
+        directory = Path(root) / experiment.experiment_id / run.info.run_id / "checkpoints"
+        ckpt = newest_checkpoint(directory) if directory.is_dir() else None
+        if ckpt is not None:
+            return Resume(ckpt, run.info.run_id, run.info.run_name, _checkpoint_step(ckpt))
+    return None

@@ -1,0 +1,736 @@
+"""The precision–coverage frontier: pass@k curves, the upper-right hull, bootstrap bands over
+problems, paired-bootstrap significance, difficulty transitions, all from per-problem tables.
+
+Input: the per-problem tables written by :mod:`lit_alpha.evaluate` (``eval/eval_<split>.jsonl``
+artifacts of the runs of one MLflow experiment): one row per problem with ``problem_id``, ``n``
+samples, ``c`` correct, the problem's ``numbers``/``target`` and diversity columns. Nothing is
+re-sampled: every number below is a function of those counts.
+
+* pass@k per problem is the unbiased ``1 − C(n−c,k)/C(n,k)``; a run's curve is its mean over problems.
+* A *run* is one table; runs named ``<method>-s<seed>`` can be grouped (``group_seeds``): the
+  group's per-problem pass@k is the mean over its seeds.
+* Bootstrap over problems: ``B`` resamples of problem indices drawn once from ``seed``; the same
+  resamples are used for every run, so differences between runs are *paired* (the problems are the
+  same, drawn jointly). Intervals are percentile intervals; the two-sided p-value of a difference
+  is ``2·min(P*(Δ < 0), P*(Δ > 0))`` over the resamples (ties at 0 count half; clipped to 1).
+* The upper-right hull is the set of non-dominated (pass@1, pass@k) points (no other point is at
+  least as good in both and better in one), sorted by pass@1: the best coverage reachable at each
+  precision. Its bootstrap band is the pointwise percentile band of the staircase
+  ``f(x) = max{pass@k_i : pass@1_i ≥ x}`` over resamples.
+* The random guesser (uniform well-formed expressions over the numbers, :mod:`lit_alpha.metrics.guesser`)
+  has an exact per-problem hit probability ``p``, so its per-problem pass@k is ``1 − (1 − p)^k``.
+* Difficulty bins by fraction solved ``c/n``: unsolved (0), hard (0, 0.25], medium (0.25, 0.75],
+  easy (0.75, 1]; the transition table counts problems by (bin under the base, bin after tuning).
+
+``python -m lit_alpha.frontier --experiment NAME [--k 256] [--out DIR]`` draws the figures, prints
+the tables, writes everything to ``--out`` and logs it to a ``frontier`` run of the experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+GUESSER = "random guesser"
+BIN_NAMES = ("unsolved", "hard", "medium", "easy")
+DEFAULT_BIN_EDGES = (0.25, 0.75)  # hard ≤ 0.25 < medium ≤ 0.75 < easy; unsolved is c = 0
+EVAL_ARTIFACT_DIR = "eval"
+FRONTIER_RUN_NAME = "frontier"
+KIND_TAG = "lit_alpha.kind"
+
+
+# -- per-problem pass@k -----------------------------------------------------------------------
+def default_ks(n: int) -> list[int]:
+    """1, 2, 4, …, up to n (and n itself)."""
+    ks, k = [], 1
+    while k < n:
+        ks.append(k)
+        k *= 2
+    return ks + [int(n)]
+
+
+def pass_at_k_per_problem(n: Sequence[int], c: Sequence[int], k: int) -> np.ndarray:
+    """Unbiased pass@k of each problem, ``1 − C(n−c,k)/C(n,k)``, computed in log space.  [P] float64"""
+    n = np.asarray(n, dtype=np.int64)
+    c = np.asarray(c, dtype=np.int64)
+    if np.any(c < 0) or np.any(c > n):
+        raise ValueError("every problem needs 0 <= c <= n")
+    if np.any(n < k):
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got min {int(n.min())}")
+    out = np.ones(n.shape, dtype=np.float64)
+    some_wrong = (n - c) >= k
+    nn, cc = n[some_wrong].astype(np.float64), c[some_wrong].astype(np.float64)
+    lg = np.vectorize(math.lgamma, otypes=[np.float64])
+    if nn.size:
+        log_ratio = lg(nn - cc + 1) - lg(nn - cc - k + 1) - lg(nn + 1) + lg(nn - k + 1)
+        out[some_wrong] = -np.expm1(log_ratio)
+    return np.clip(out, 0.0, 1.0)
+
+
+def pass_at_k_matrix(n: Sequence[int], c: Sequence[int], ks: Sequence[int]) -> np.ndarray:
+    """Per-problem pass@k for every k.  [P, K]"""
+    return np.stack([pass_at_k_per_problem(n, c, k) for k in ks], axis=1) if len(ks) else np.zeros((len(n), 0))
+
+
+def guesser_matrix(p: Sequence[float], ks: Sequence[int]) -> np.ndarray:
+    """Per-problem pass@k ``1 − (1 − p)^k`` of independent guesses with hit probability p.  [P, K]"""
+    p = np.asarray(p, dtype=np.float64)[:, None]
+    return 1.0 - (1.0 - p) ** np.asarray(ks, dtype=np.float64)[None, :]
+
+
+def guesser_hit_probabilities(records: Iterable[Mapping[str, Any]]) -> np.ndarray:
+    """Exact hit probability of the random guesser on each Countdown problem (``numbers``, ``target``)."""
+    from lit_alpha.metrics.guesser import exact_hit_probability, sampled_hit_probability
+
+    cache: dict[tuple, float] = {}
+    out = []
+    for i, r in enumerate(records):
+        numbers = tuple(int(x) for x in r["numbers"])
+        key = (tuple(sorted(numbers)), int(r["target"]))
+        if key not in cache:
+            if len(numbers) <= 5:
+                cache[key] = float(exact_hit_probability(numbers, int(r["target"])))
+            else:
+                cache[key] = sampled_hit_probability(numbers, int(r["target"]), 4096, np.random.default_rng([0, i]))
+        out.append(cache[key])
+    return np.asarray(out, dtype=np.float64)
+
+
+# -- diversity ----------------------------------------------------------------------------
+def shannon_entropy(counts: Iterable[int]) -> float:
+    """Shannon entropy (nats) of the empirical distribution given by ``counts``; 0 if empty."""
+    x = np.asarray([v for v in counts if v > 0], dtype=np.float64)
+    if x.size == 0:
+        return 0.0
+    p = x / x.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def simpson_index(counts: Iterable[int]) -> float:
+    """Gini–Simpson diversity ``1 − Σ p_i²`` (probability that two draws, with replacement, differ)."""
+    x = np.asarray([v for v in counts if v > 0], dtype=np.float64)
+    if x.size == 0:
+        return 0.0
+    p = x / x.sum()
+    return float(1.0 - (p * p).sum())
+
+
+# -- runs ---------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """One run's per-problem results on one split (problems in a fixed order)."""
+
+    name: str
+    problem_ids: list[str]
+    n: np.ndarray  # [P] samples per problem
+    c: np.ndarray  # [P] correct samples per problem
+    records: list[dict[str, Any]] = field(default_factory=list)  # numbers/target per problem
+    diversity: dict[str, np.ndarray] = field(default_factory=dict)  # column -> [P]
+    run_id: str | None = None
+    members: list["RunResult"] = field(default_factory=list, repr=False)  # seeds averaged into this one
+    hit_p: np.ndarray | None = None  # the random guesser's per-problem hit probability (guesser only)
+
+    @property
+    def frac_solved(self) -> np.ndarray:
+        return self.c / np.maximum(self.n, 1)
+
+    def matrix(self, ks: Sequence[int]) -> np.ndarray:
+        key = [int(k) for k in ks]
+        if self.hit_p is not None:
+            return guesser_matrix(self.hit_p, key)
+        if self.members:
+            return np.mean([m.matrix(key) for m in self.members], axis=0)
+        return pass_at_k_matrix(self.n, self.c, key)
+
+    @classmethod
+    def from_rows(cls, name: str, rows: Sequence[Mapping[str, Any]], run_id: str | None = None) -> "RunResult":
+        """From table rows (dicts with problem_id, n, c, and optionally numbers/target/diversity columns)."""
+        rows = sorted(rows, key=lambda r: str(r["problem_id"]))
+        diversity_cols = [k for k in ("distinct_correct", "answer_entropy", "answer_simpson",
+                                      "correct_entropy", "correct_simpson") if rows and k in rows[0]]
+        return cls(
+            name=name,
+            problem_ids=[str(r["problem_id"]) for r in rows],
+            n=np.asarray([int(r["n"]) for r in rows], dtype=np.int64),
+            c=np.asarray([int(r["c"]) for r in rows], dtype=np.int64),
+            records=[{"numbers": list(r["numbers"]), "target": r["target"]} for r in rows
+                     if "numbers" in r and "target" in r],
+            diversity={k: np.asarray([float(r[k]) for r in rows]) for k in diversity_cols},
+            run_id=run_id,
+        )
+
+
+def read_table(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a per-problem JSONL table."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def align(runs: Sequence[RunResult]) -> list[RunResult]:
+    """The runs restricted to the problems they all share, in the same order (for paired statistics)."""
+    if not runs:
+        return []
+    common = set(runs[0].problem_ids)
+    for r in runs[1:]:
+        common &= set(r.problem_ids)
+    if not common:
+        raise ValueError("the runs share no problem: were they evaluated on the same split?")
+    order = sorted(common)
+    out = []
+    for r in runs:
+        pos = {p: i for i, p in enumerate(r.problem_ids)}
+        idx = np.asarray([pos[p] for p in order], dtype=np.int64)
+        out.append(RunResult(
+            name=r.name, problem_ids=order, n=r.n[idx], c=r.c[idx],
+            records=[r.records[i] for i in idx] if len(r.records) == len(r.problem_ids) else [],
+            diversity={k: v[idx] for k, v in r.diversity.items()}, run_id=r.run_id,
+            members=[_subset(m, order, idx) for m in r.members],  # members share the parent's rows
+            hit_p=None if r.hit_p is None else r.hit_p[idx],
+        ))
+    return out
+
+
+def _subset(r: RunResult, order: list[str], idx: np.ndarray) -> RunResult:
+    return RunResult(name=r.name, problem_ids=order, n=r.n[idx], c=r.c[idx], run_id=r.run_id,
+                     members=[_subset(m, order, idx) for m in r.members])
+
+
+_SEED_SUFFIX = re.compile(r"^(?P<method>.+)-s(?P<seed>\d+)$")
+
+
+def method_of(run_name: str) -> str:
+    """``a05-s2`` → ``a05`` (a name without a seed suffix is its own method)."""
+    m = _SEED_SUFFIX.match(run_name)
+    return m.group("method") if m else run_name
+
+
+def group_seeds(runs: Sequence[RunResult]) -> list[RunResult]:
+    """One result per method: per-problem pass@k (and diversity) averaged over its seeds' runs
+    (``n``/``c`` are summed, so difficulty bins use the pooled fraction solved)."""
+    groups: dict[str, list[RunResult]] = {}
+    for r in align(runs):
+        groups.setdefault(method_of(r.name), []).append(r)
+    out = []
+    for method, members in groups.items():
+        if len(members) == 1:
+            out.append(RunResult(**{**members[0].__dict__, "name": method}))
+            continue
+        first = members[0]
+        merged = RunResult(
+            name=method, problem_ids=first.problem_ids,
+            n=np.sum([m.n for m in members], axis=0), c=np.sum([m.c for m in members], axis=0),
+            records=first.records,
+            diversity={k: np.mean([m.diversity[k] for m in members], axis=0) for k in first.diversity
+                       if all(k in m.diversity for m in members)},
+            members=members,
+        )
+        out.append(merged)
+    return out
+
+
+def guesser_run(template: RunResult) -> RunResult | None:
+    """The random guesser on the problems of ``template`` (None without numbers/targets)."""
+    if len(template.records) != len(template.problem_ids) or not template.records:
+        return None
+    return RunResult(name=GUESSER, problem_ids=list(template.problem_ids), n=template.n.copy(),
+                     c=np.zeros_like(template.c), records=template.records,
+                     hit_p=guesser_hit_probabilities(template.records))
+
+
+def run_matrix(run: RunResult, ks: Sequence[int]) -> np.ndarray:
+    """Per-problem pass@k of a run (the guesser's in closed form).  [P, K]"""
+    return run.matrix(ks)
+
+
+# -- curves and bootstrap -----------------------------------------------------------------
+def pass_at_k_curve(run: RunResult, ks: Sequence[int]) -> np.ndarray:
+    """Mean pass@k over problems for each k.  [K]"""
+    return run_matrix(run, ks).mean(axis=0)
+
+
+def bootstrap_indices(num_problems: int, num_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """``num_boot`` resamples (with replacement) of ``range(num_problems)``, seeded.  [B, P]"""
+    if num_problems < 1 or num_boot < 1:
+        raise ValueError("need at least one problem and one resample")
+    return np.random.default_rng([seed, num_problems]).integers(0, num_problems, size=(num_boot, num_problems))
+
+
+def bootstrap_means(per_problem: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Mean over each resample of problems: ``[P, ...]`` values, ``[B, P]`` indices → ``[B, ...]``."""
+    return per_problem[idx].mean(axis=1)
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of bootstrap samples along axis 0."""
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    return np.quantile(samples, lo, axis=0), np.quantile(samples, hi, axis=0)
+
+
+def curve_with_band(run: RunResult, ks: Sequence[int], idx: np.ndarray, level: float = 0.95):
+    """(mean curve, lower band, upper band) of pass@k over k, bootstrapped over problems."""
+    m = run_matrix(run, ks)
+    low, high = percentile_interval(bootstrap_means(m, idx), level)
+    return m.mean(axis=0), low, high
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    a: str
+    b: str
+    k: int
+    diff: float  # mean pass@k of a minus b
+    low: float
+    high: float
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, idx: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
+    """Paired bootstrap of ``mean(a) − mean(b)`` over problems (same resample for both).
+
+    ``a``, ``b``: per-problem values on the same problems [P]; ``idx``: [B, P] resamples.
+    Returns (difference, CI low, CI high, two-sided p-value).
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same problems, got {a.shape} and {b.shape}")
+    d = a - b
+    boot = d[idx].mean(axis=1)
+    low, high = percentile_interval(boot, level)
+    if np.all(d == 0):
+        p = 1.0
+    else:
+        ties = 0.5 * (boot == 0).mean()  # mid-p: resamples with exactly no difference count half
+        p = float(min(1.0, 2 * min((boot < 0).mean() + ties, (boot > 0).mean() + ties)))
+    return float(d.mean()), float(low), float(high), p
+
+
+def significance_table(runs: Sequence[RunResult], ks: Sequence[int], idx: np.ndarray,
+                       reference: str | None = None, level: float = 0.95) -> list[PairedDifference]:
+    """Paired-bootstrap differences of pass@k for each k in ``ks``: every run against ``reference``
+    (if given), else every pair of runs. Runs must be aligned (:func:`align`)."""
+    names = [r.name for r in runs]
+    mats = {r.name: run_matrix(r, ks) for r in runs}
+    if reference is not None:
+        if reference not in mats:
+            raise ValueError(f"reference run {reference!r} not among {names}")
+        pairs = [(n, reference) for n in names if n != reference]
+    else:
+        pairs = [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))]
+    out = []
+    for a, b in pairs:
+        for j, k in enumerate(ks):
+            diff, low, high, p = paired_bootstrap(mats[a][:, j], mats[b][:, j], idx, level)
+            out.append(PairedDifference(a, b, int(k), diff, low, high, p))
+    return out
+
+
+# -- the hull -----------------------------------------------------------------------------
+def upper_right_hull(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points (maximising both coordinates), sorted by x ascending
+    (so y descends): the precision–coverage frontier. Duplicates keep the first index."""
+    pts = [(float(x), float(y)) for x, y in points]
+    keep = []
+    for i, (x, y) in enumerate(pts):
+        dominated = any(
+            (x2 >= x and y2 >= y and (x2 > x or y2 > y)) or ((x2, y2) == (x, y) and j < i)
+            for j, (x2, y2) in enumerate(pts) if j != i
+        )
+        if not dominated:
+            keep.append(i)
+    return sorted(keep, key=lambda i: (pts[i][0], -pts[i][1]))
+
+
+def staircase(points: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """``f(x) = max{y_i : x_i ≥ x}`` on ``grid`` (NaN where no point has x_i ≥ x).  points [R, 2]"""
+    out = np.full(grid.shape, np.nan)
+    for x, y in points:
+        mask = grid <= x
+        out[mask] = np.fmax(out[mask], y)
+    return out
+
+
+def hull_band(mats: Sequence[np.ndarray], idx: np.ndarray, grid: np.ndarray, level: float = 0.95):
+    """Bootstrap band of the frontier staircase: for each resample, the runs' (pass@1, pass@k)
+    means → staircase on ``grid``; percentile band pointwise over the resamples where it is defined
+    (NaN where fewer than half of them reach that pass@1).  mats: per run [P, 2] (pass@1, pass@k)."""
+    boots = np.stack([bootstrap_means(m, idx) for m in mats], axis=1)  # [B, R, 2]
+    curves = np.stack([staircase(b, grid) for b in boots])  # [B, G]
+    defined = (~np.isnan(curves)).mean(axis=0) >= 0.5
+    low, high = np.full(grid.shape, np.nan), np.full(grid.shape, np.nan)
+    if defined.any():
+        lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+        low[defined] = np.nanquantile(curves[:, defined], lo_q, axis=0)
+        high[defined] = np.nanquantile(curves[:, defined], hi_q, axis=0)
+    return low, high
+
+
+# -- difficulty transitions ---------------------------------------------------------------
+def difficulty_bins(frac_solved: Sequence[float], edges: Sequence[float] = DEFAULT_BIN_EDGES) -> np.ndarray:
+    """0 unsolved (frac = 0), 1 hard (0, e0], 2 medium (e0, e1], 3 easy (e1, 1]."""
+    f = np.asarray(frac_solved, dtype=np.float64)
+    bins = np.where(f <= 0, 0, np.where(f <= edges[0], 1, np.where(f <= edges[1], 2, 3)))
+    return bins.astype(np.int64)
+
+
+def transition_table(base: RunResult, tuned: RunResult, edges: Sequence[float] = DEFAULT_BIN_EDGES) -> np.ndarray:
+    """Counts ``T[i, j]`` of problems in bin i under ``base`` and bin j under ``tuned`` (shared problems)."""
+    base, tuned = align([base, tuned])
+    bb, tb = difficulty_bins(base.frac_solved, edges), difficulty_bins(tuned.frac_solved, edges)
+    table = np.zeros((4, 4), dtype=np.int64)
+    np.add.at(table, (bb, tb), 1)
+    return table
+
+
+def format_transition(table: np.ndarray, base: str, tuned: str) -> str:
+    width = max(len(b) for b in BIN_NAMES) + 2
+    head = f"{base + ' → ' + tuned:<{width + 10}}" + "".join(f"{b:>{width}}" for b in BIN_NAMES) + f"{'total':>{width}}"
+    lines = [head]
+    for i, name in enumerate(BIN_NAMES):
+        lines.append(f"{name:<{width + 10}}" + "".join(f"{v:>{width}d}" for v in table[i]) + f"{table[i].sum():>{width}d}")
+    lines.append(f"{'total':<{width + 10}}" + "".join(f"{v:>{width}d}" for v in table.sum(0)) + f"{table.sum():>{width}d}")
+    return "\n".join(lines)
+
+
+# -- the whole analysis -------------------------------------------------------------------
+@dataclass
+class Analysis:
+    split: str
+    runs: list[RunResult]  # aligned, guesser last if present
+    ks: list[int]
+    k: int
+    idx: np.ndarray
+    level: float
+    reference: str | None
+
+    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return {r.name: curve_with_band(r, self.ks, self.idx, self.level) for r in self.runs}
+
+    def points(self) -> dict[str, tuple[float, float, float, float, float, float]]:
+        """name → (pass@1, lo, hi, pass@k, lo, hi)."""
+        out = {}
+        for r in self.runs:
+            m = run_matrix(r, [1, self.k])
+            mean = m.mean(0)
+            lo, hi = percentile_interval(bootstrap_means(m, self.idx), self.level)
+            out[r.name] = (mean[0], lo[0], hi[0], mean[1], lo[1], hi[1])
+        return out
+
+    def models(self) -> list[RunResult]:
+        return [r for r in self.runs if r.name != GUESSER]
+
+    def hull(self) -> list[str]:
+        models = self.models()
+        pts = self.points()
+        idx = upper_right_hull([(pts[r.name][0], pts[r.name][3]) for r in models])
+        return [models[i].name for i in idx]
+
+    def significance(self, all_pairs: bool = False) -> list[PairedDifference]:
+        ref = None if all_pairs else self.reference
+        return significance_table(self.models(), sorted({1, self.k}), self.idx, ref, self.level)
+
+    def transitions(self) -> dict[str, np.ndarray]:
+        if self.reference is None:
+            return {}
+        by = {r.name: r for r in self.models()}
+        return {name: transition_table(by[self.reference], r) for name, r in by.items() if name != self.reference}
+
+    def diversity_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for r in self.models():
+            row = {"run": r.name, "problems": len(r.problem_ids), "n": int(r.n.min())}
+            row.update({k: float(np.mean(v)) for k, v in r.diversity.items()})
+            rows.append(row)
+        return rows
+
+
+def analyse(runs: Sequence[RunResult], split: str = "val", k: int | None = None, num_boot: int = 1000,
+            seed: int = 0, level: float = 0.95, reference: str | None = "base", guesser: bool = True,
+            seeds_grouped: bool = False) -> Analysis:
+    """Align runs on their shared problems, choose ks (1, 2, 4, … up to the smallest n) and the
+    frontier's k (default: the smallest n), draw the bootstrap resamples once."""
+    if not runs:
+        raise ValueError("no runs to analyse")
+    runs = align(runs)
+    n_min = int(min(int(r.n.min()) for r in runs))
+    k = n_min if k is None else int(k)
+    if not 1 <= k <= n_min:
+        raise ValueError(f"k must be in [1, {n_min}] (the fewest samples per problem of any run), got {k}")
+    ks = sorted(set(default_ks(n_min)) | {k})
+    if seeds_grouped:
+        runs = group_seeds(runs)
+    if guesser:
+        g = guesser_run(runs[0])
+        if g is not None:
+            runs = list(runs) + [g]
+    names = [r.name for r in runs]
+    if reference is not None and reference not in names:
+        reference = None
+    idx = bootstrap_indices(len(runs[0].problem_ids), num_boot, seed)
+    return Analysis(split, list(runs), ks, k, idx, level, reference)
+
+
+# -- figures ------------------------------------------------------------------------------
+def _colors(names: Sequence[str]) -> dict[str, Any]:
+    import matplotlib.pyplot as plt
+
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
+
+
+def plot_passk(analysis: Analysis, ax=None, title: str | None = None):
+    """pass@k curves (k on a log axis) with bootstrap bands; the guesser dashed grey."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 5))
+    colors = _colors([r.name for r in analysis.models()])
+    for name, (mean, low, high) in analysis.curves().items():
+        style = dict(color="0.4", ls="--") if name == GUESSER else dict(color=colors[name])
+        ax.plot(analysis.ks, mean, marker="o", ms=3, label=name, **style)
+        ax.fill_between(analysis.ks, low, high, alpha=0.15, color=style["color"], lw=0)
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("k")
+    ax.set_ylabel("pass@k")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"pass@k on {analysis.split} ({len(analysis.runs[0].problem_ids)} problems, "
+                          f"{int(analysis.level * 100)}% bootstrap bands)")
+    ax.legend(fontsize=7, loc="lower right")
+    return ax.figure
+
+
+def plot_frontier(analysis: Analysis, ax=None, title: str | None = None):
+    """Every run as a point (pass@1, pass@k) with bootstrap error bars, the upper-right hull and its
+    bootstrap band, the guesser as a reference."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 5))
+    pts = analysis.points()
+    models = analysis.models()
+    colors = _colors([r.name for r in models])
+    for name, (x, xl, xh, y, yl, yh) in pts.items():
+        color = "0.4" if name == GUESSER else colors[name]
+        ax.errorbar([x], [y], xerr=[[x - xl], [xh - x]], yerr=[[y - yl], [yh - y]], fmt="x" if name == GUESSER else "o",
+                    color=color, ms=6, capsize=2, lw=1, label=name)
+    hull = analysis.hull()
+    if hull:
+        hx = np.asarray([pts[n][0] for n in hull])
+        hy = np.asarray([pts[n][3] for n in hull])
+        grid = np.linspace(0, max(pts[r.name][2] for r in models), 300)
+        ax.plot(grid, staircase(np.stack([hx, hy], 1), grid), color="k", lw=1.2, zorder=0,
+                label="upper-right hull")
+        mats = [run_matrix(r, [1, analysis.k]) for r in models]
+        low, high = hull_band(mats, analysis.idx, grid, analysis.level)
+        ax.fill_between(grid, low, high, color="k", alpha=0.08, lw=0, label="hull bootstrap band")
+    ax.set_xlabel("pass@1 (precision)")
+    ax.set_ylabel(f"pass@{analysis.k} (coverage)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"precision–coverage frontier on {analysis.split}")
+    ax.legend(fontsize=7, loc="lower right")
+    return ax.figure
+
+
+# -- tables as text -----------------------------------------------------------------------
+def format_points(analysis: Analysis) -> str:
+    hull = set(analysis.hull())
+    lines = [f"{'run':<24}{'pass@1':>18}{'pass@' + str(analysis.k):>18}  hull"]
+    for name, (x, xl, xh, y, yl, yh) in analysis.points().items():
+        lines.append(f"{name:<24}{x:>8.3f} [{xl:.3f},{xh:.3f}]{y:>6.3f} [{yl:.3f},{yh:.3f}]  {'*' if name in hull else ''}")
+    return "\n".join(lines)
+
+
+def format_significance(rows: Sequence[PairedDifference]) -> str:
+    lines = [f"{'a':<20}{'b':<20}{'k':>5}{'a−b':>9}{'CI low':>9}{'CI high':>9}{'p':>8}  sig"]
+    for r in rows:
+        lines.append(f"{r.a:<20}{r.b:<20}{r.k:>5}{r.diff:>9.3f}{r.low:>9.3f}{r.high:>9.3f}{r.p_value:>8.3f}  "
+                     f"{'*' if r.significant else ''}")
+    return "\n".join(lines)
+
+
+def format_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "(none)"
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) + 2 for c in cols}
+    lines = ["".join(f"{c:>{widths[c]}}" for c in cols)]
+    lines += ["".join(f"{_fmt(r.get(c)):>{widths[c]}}" for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    import csv
+
+    with path.open("w", newline="") as f:
+        if not rows:
+            return
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
+# -- MLflow -------------------------------------------------------------------------------
+def load_experiment(tracking_uri: str, experiment: str, split: str = "val",
+                    runs: Sequence[str] | None = None) -> list[RunResult]:
+    """Every run of ``experiment`` that has an ``eval/eval_<split>.jsonl`` artifact (the latest such
+    run of each name wins; ``frontier`` runs are skipped; ``runs`` keeps only these names)."""
+    from mlflow.tracking import MlflowClient
+
+    from lit_alpha.tracking import normalize_tracking_uri
+
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    client = MlflowClient(normalize_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    if exp is None:
+        raise ValueError(f"no MLflow experiment named {experiment!r} in {tracking_uri}")
+    found: dict[str, RunResult] = {}
+    artifact = f"{EVAL_ARTIFACT_DIR}/eval_{split}.jsonl"
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=5000):
+            name = run.info.run_name or run.info.run_id
+            if run.data.tags.get(KIND_TAG) == FRONTIER_RUN_NAME or name in found:
+                continue
+            if runs is not None and name not in runs:
+                continue
+            names = {a.path for a in client.list_artifacts(run.info.run_id, EVAL_ARTIFACT_DIR)}
+            if artifact not in names:
+                continue
+            local = client.download_artifacts(run.info.run_id, artifact, tmp)
+            found[name] = RunResult.from_rows(name, read_table(local), run.info.run_id)
+    return sorted(found.values(), key=lambda r: (r.name != "base", r.name))
+
+
+def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -> list[Path]:
+    """Write the figures (PNG) and tables (CSV/TXT) of one split to ``out``; print the tables."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    s = analysis.split
+    for name, plot in [(f"frontier_{s}.png", plot_frontier), (f"passk_{s}.png", plot_passk)]:
+        fig = plot(analysis)
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=120)
+        plt.close(fig)
+        files.append(out / name)
+    text = [f"== {s}: {len(analysis.runs[0].problem_ids)} problems, k={analysis.k}, "
+            f"{analysis.idx.shape[0]} bootstrap resamples, {int(analysis.level * 100)}% intervals ==",
+            format_points(analysis)]
+    curve_rows = [{"run": name, **{f"pass@{k}": float(v) for k, v in zip(analysis.ks, mean)}}
+                  for name, (mean, _, _) in analysis.curves().items()]
+    _write_csv(out / f"passk_{s}.csv", curve_rows)
+    files.append(out / f"passk_{s}.csv")
+    text += ["", "pass@k:", format_rows(curve_rows)]
+    sig = analysis.significance(all_pairs)
+    sig_rows = [r.__dict__ | {"significant": r.significant} for r in sig]
+    _write_csv(out / f"significance_{s}.csv", sig_rows)
+    files.append(out / f"significance_{s}.csv")
+    text += ["", "paired bootstrap (a − b):", format_significance(sig)]
+    div = analysis.diversity_rows()
+    _write_csv(out / f"diversity_{s}.csv", div)
+    files.append(out / f"diversity_{s}.csv")
+    text += ["", "diversity (means over problems):", format_rows(div)]
+    trans = analysis.transitions()
+    if trans:
+        text += ["", "difficulty transitions (problems by fraction solved; rows base, columns tuned):"]
+        rows = []
+        for name, t in trans.items():
+            text += [format_transition(t, analysis.reference, name), ""]
+            rows += [{"tuned": name, "base_bin": BIN_NAMES[i], **{b: int(t[i, j]) for j, b in enumerate(BIN_NAMES)}}
+                     for i in range(4)]
+        _write_csv(out / f"transitions_{s}.csv", rows)
+        files.append(out / f"transitions_{s}.csv")
+    (out / f"tables_{s}.txt").write_text("\n".join(text) + "\n")
+    files.append(out / f"tables_{s}.txt")
+    echo("\n".join(text))
+    return files
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lit_alpha.frontier", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--experiment", default="lit_alpha", help="MLflow experiment to read")
+    parser.add_argument("--tracking_uri", default="sqlite:///mlruns/mlflow.db")
+    parser.add_argument("--splits", nargs="+", default=["val", "train"],
+                        help="splits to analyse (those without tables are skipped)")
+    parser.add_argument("--k", type=int, default=None, help="coverage k of the frontier (default: the smallest n)")
+    parser.add_argument("--runs", nargs="+", default=None, help="only these run names")
+    parser.add_argument("--reference", default="base", help="run the transitions and significance compare to")
+    parser.add_argument("--all_pairs", action="store_true", help="significance for every pair of runs")
+    parser.add_argument("--group_seeds", action="store_true", help="average <method>-s<seed> runs per method")
+    parser.add_argument("--num_boot", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the bootstrap resamples")
+    parser.add_argument("--level", type=float, default=0.95)
+    parser.add_argument("--out", default="frontier", help="directory for PNGs and tables")
+    parser.add_argument("--no_mlflow", action="store_true", help="do not log a frontier run")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    files: list[Path] = []
+    for split in args.splits:
+        try:
+            runs = load_experiment(args.tracking_uri, args.experiment, split, args.runs)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if not runs:
+            print(f"({split}: no run of {args.experiment!r} has an eval/eval_{split}.jsonl table; skipped)")
+            continue
+        try:
+            analysis = analyse(runs, split, args.k, args.num_boot, args.seed, args.level, args.reference,
+                               seeds_grouped=args.group_seeds)
+        except ValueError as err:
+            print(f"error: {split}: {err}", file=sys.stderr)
+            return 2
+        files += report(analysis, out, args.all_pairs)
+        print()
+    if not files:
+        print(f"error: no evaluation table in experiment {args.experiment!r}: run python -m lit_alpha.evaluate first",
+              file=sys.stderr)
+        return 2
+    if not args.no_mlflow:
+        run_id = log_report(args.tracking_uri, args.experiment, files, vars(args))
+        print(f"logged {len(files)} files to MLflow run {FRONTIER_RUN_NAME!r} ({run_id})")
+    print(f"wrote {len(files)} files to {out}/")
+    return 0
+
+
+def log_report(tracking_uri: str, experiment: str, files: Sequence[Path], params: Mapping[str, Any]) -> str:
+    """A new ``frontier`` run in the experiment with the files as artifacts (``frontier/``)."""
+    from mlflow.tracking import MlflowClient
+
+    from lit_alpha.tracking import normalize_tracking_uri
+
+    client = MlflowClient(normalize_tracking_uri(tracking_uri))
+    exp = client.get_experiment_by_name(experiment)
+    run = client.create_run(exp.experiment_id, run_name=FRONTIER_RUN_NAME, tags={KIND_TAG: FRONTIER_RUN_NAME})
+    from mlflow.entities import Param
+
+    client.log_batch(run.info.run_id, params=[Param(k, str(v)[:500]) for k, v in params.items()])
+    for f in files:
+        client.log_artifact(run.info.run_id, str(f), FRONTIER_RUN_NAME)
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Hostile model output (and hostile records) against every verifier lit_alpha ships: no exception
+escapes ``verify``, every verdict is well-formed, and each takes well under a time bound.
+
+A new verifier module is picked up automatically and must register a record strategy below."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lit_alpha.verifiers as verifiers_pkg
+from lit_alpha.verifiers.base import Verdict, Verifier
+from lit_alpha.verifiers.countdown import CountdownVerifier
+from lit_alpha.verifiers.guarded import GuardedVerifier, sanitize
+
+BOUND_S = 0.1  # per verdict; the Countdown verifier needs microseconds, this allows a loaded machine
+
+
+def _shipped_verifiers() -> list[type[Verifier]]:
+    for info in pkgutil.iter_modules(verifiers_pkg.__path__):
+        importlib.import_module(f"{verifiers_pkg.__name__}.{info.name}")
+    found, todo = [], list(Verifier.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo.extend(cls.__subclasses__())
+        if cls.__module__.startswith("lit_alpha."):
+            found.append(cls)
+    return sorted(set(found), key=lambda c: c.__name__)
+
+
+# record strategies: well-formed records of each verifier's task, plus hostile ones
+numbers = st.lists(st.integers(0, 100), min_size=1, max_size=6)
+countdown_records = st.one_of(
+    st.fixed_dictionaries({"id": st.just("p"), "numbers": numbers, "target": st.integers(-1000, 1000)}),
+    st.dictionaries(st.sampled_from(["numbers", "target", "id"]),  # missing keys, wrong types, huge values
+                    st.one_of(st.none(), st.text(max_size=5), st.integers(), st.floats(allow_nan=True),
+                              st.lists(st.one_of(st.integers(-10**30, 10**30), st.text(max_size=3)), max_size=8))),
+)
+RECORDS = {CountdownVerifier: countdown_records}
+
+# completions: arbitrary unicode, and text built from the pieces a parser trips on
+pieces = st.sampled_from([
+    "(", ")", "((((", "))))", "+", "-", "*", "/", "**", "^", "=", " ", "\t", "\n", "\r", "\x00", "\u200f",
+    "0", "7", "12", "999999", "9" * 40, "1e308", "NaN", "inf", "-0", "٣", "７", "½", "²", "<answer>", "</answer>",
+    "<answer><answer>", "</answer></answer>", "\\", "\"", "'", "{", "}", "__import__('os')", "lambda", "\ufffd",
+])
+hostile = st.one_of(
+    st.text(max_size=2000),
+    st.lists(pieces, max_size=200).map("".join),
+    st.builds(lambda n, inner: "(" * n + inner + ")" * n, st.integers(0, 5000), st.text(max_size=20)),
+    st.builds(lambda k, s: s * k, st.integers(1, 3000), st.sampled_from(["1+", "(1", "1*2-", "<answer>1</answer>"])),
+)
+non_text = st.one_of(st.none(), st.integers(), st.binary(max_size=50), st.lists(st.text(max_size=3), max_size=3),
+                     st.floats(allow_nan=True), st.dictionaries(st.text(max_size=3), st.integers(), max_size=3))
+
+
+def test_every_shipped_verifier_has_a_record_strategy():
+    missing = [c.__name__ for c in _shipped_verifiers() if c not in RECORDS]
+    assert not missing, f"add record strategies for {missing} to tests/test_verifier_fuzz.py"
+
+
+def _check(verifier: Verifier, record, completion) -> None:
+    start = time.perf_counter()
+    out = verifier.verify(record, completion)
+    elapsed = time.perf_counter() - start
+    assert isinstance(out, Verdict) and sanitize(out) is out, out  # well-formed, score in [0, 1]
+    assert elapsed < BOUND_S, (elapsed, repr(completion)[:200])
+
+
+@pytest.mark.parametrize("cls", _shipped_verifiers(), ids=lambda c: c.__name__)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_fuzz_hostile_completions(cls, data):
+    record = data.draw(RECORDS[cls])
+    _check(cls(), record, data.draw(hostile))
+
+
+@pytest.mark.parametrize("cls", _shipped_verifiers(), ids=lambda c: c.__name__)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_fuzz_non_text_completions_and_records(cls, data):
+    _check(cls(), data.draw(RECORDS[cls]), data.draw(non_text))
+
+
+def test_huge_completions_stay_within_bound():
+    for cls in _shipped_verifiers():
+        v = cls()
+        record = {"id": "p", "numbers": [3, 7, 9, 12], "target": 59}
+        for text in ["(" * 10**6, "1+" * 10**6, "<answer>" * 10**5, "9" * 10**6, "\u0663" * 10**6]:
+            _check(v, record, text)
+
+
+@settings(max_examples=100, deadline=None)
+@given(completions=st.lists(hostile, min_size=1, max_size=8))
+def test_guarded_batch_is_total(completions):
+    """The trainer-side guard returns exactly one well-formed verdict per sample, whatever the text."""
+    record = {"id": "p", "numbers": [3, 7, 9, 12], "target": 59}
+    out = GuardedVerifier(CountdownVerifier()).verify_batch([record] * len(completions), completions)
+    assert len(out) == len(completions) and all(sanitize(v) is v for v in out)
