@@ -138,7 +138,7 @@ class AlphaModule(L.LightningModule):
         self.log("train/distinct_correct", self._distinct_correct(batch).mean(), batch_size=size)
         self._step_skipped = False
         if not torch.isfinite(out.loss):
-            self._skip_step(f"non-finite loss {float(out.loss)}")
+            self._skip_step(f"non-finite loss {float(out.loss.detach())}")
             return None  # Lightning skips backward and the optimizer update; the step still counts
         return out.loss
 
