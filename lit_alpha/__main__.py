@@ -24,7 +24,6 @@ import lit_alpha
 from lit_alpha.checkpoint import AtomicCheckpointIO, find_resume
 from lit_alpha.data.datamodule import RolloutDataModule
 from lit_alpha.errors import NonFiniteError, UserError
-from lit_alpha.memory import tame_malloc
 from lit_alpha.module import AlphaModule
 from lit_alpha.tracking import DEFAULT_ARTIFACTS, DEFAULT_TRACKING_URI, MLflowConfigSaver, normalize_tracking_uri
 
@@ -225,11 +224,5 @@ def main(args: list[str] | None = None) -> LitAlphaCLI:
         raise SystemExit(2 if isinstance(err, UserError) else 1) from None
 
 
-def cli() -> None:
-    """``python -m lit_alpha`` / ``lit-alpha``: a lean allocator, then the CLI."""
-    tame_malloc()
-    main()
-
-
 if __name__ == "__main__":
-    cli()
+    main()

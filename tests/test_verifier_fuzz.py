@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import socket
 import time
 
 import pytest
@@ -17,13 +18,18 @@ import lit_alpha.verifiers as verifiers_pkg
 from lit_alpha.verifiers.base import Verdict, Verifier
 from lit_alpha.verifiers.countdown import CountdownVerifier
 from lit_alpha.verifiers.guarded import GuardedVerifier, sanitize
+from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier
+from lit_alpha.verifiers.lean.verifier import LeanVerifier
+from lit_alpha.verifiers.math_answer import MathAnswerVerifier
 
 BOUND_S = 0.1  # per verdict; the Countdown verifier needs microseconds, this allows a loaded machine
 
 
 def _shipped_verifiers() -> list[type[Verifier]]:
-    for info in pkgutil.iter_modules(verifiers_pkg.__path__):
-        importlib.import_module(f"{verifiers_pkg.__name__}.{info.name}")
+    # every module, subpackages included (lit_alpha.verifiers.lean.*), so discovery does not depend
+    # on which test file imported what first
+    for info in pkgutil.walk_packages(verifiers_pkg.__path__, prefix=f"{verifiers_pkg.__name__}."):
+        importlib.import_module(info.name)
     found, todo = [], list(Verifier.__subclasses__())
     while todo:
         cls = todo.pop()
@@ -41,13 +47,43 @@ countdown_records = st.one_of(
                     st.one_of(st.none(), st.text(max_size=5), st.integers(), st.floats(allow_nan=True),
                               st.lists(st.one_of(st.integers(-10**30, 10**30), st.text(max_size=3)), max_size=8))),
 )
-RECORDS = {CountdownVerifier: countdown_records}
+math_answers = st.one_of(st.sampled_from(["7", "1/2", "\\frac{1}{2}", "1,000", "2\\sqrt{3}", "(1, 2)", "\\pi", "50\\%"]),
+                         st.integers(-10**6, 10**6), st.text(max_size=20))
+math_records = st.one_of(
+    st.fixed_dictionaries({"id": st.just("p"), "question": st.just("q"), "answer": math_answers}),
+    st.dictionaries(st.sampled_from(["answer", "question", "id"]),  # missing keys, wrong types, huge values
+                    st.one_of(st.none(), st.booleans(), st.text(max_size=300), st.integers(-10**30, 10**30),
+                              st.floats(allow_nan=True), st.lists(st.integers(), max_size=3))),
+)
+lean_stmt = "theorem t1 (a b : ℕ) : a + b = b + a"
+lean_records = st.one_of(
+    st.fixed_dictionaries({"id": st.just("p"), "theorem_statement": st.just(lean_stmt),
+                           "theorem_full_name": st.just("t1"), "src_context": st.just("import Mathlib\n")}),
+    st.dictionaries(st.sampled_from(["theorem_statement", "theorem_full_name", "src_context", "id"]),
+                    st.one_of(st.none(), st.text(max_size=50), st.integers(), st.just(lean_stmt), st.just("t1"))),
+)
+RECORDS = {CountdownVerifier: countdown_records, MathAnswerVerifier: math_records,
+           LeanVerifier: lean_records, KiminaLeanVerifier: lean_records}  # LeanVerifier(): no project, no Lean
+
+# verifiers that need arguments to run here; the rest are built with cls()
+_refusing = socket.socket()  # a bound, never-listening loopback port: connections are refused at once
+_refusing.bind(("127.0.0.1", 0))
+FACTORIES = {
+    KiminaLeanVerifier: lambda: KiminaLeanVerifier(f"http://127.0.0.1:{_refusing.getsockname()[1]}", retries=0,
+                                                   request_timeout_s=0.05),
+}
+
+
+def _make(cls: type[Verifier]) -> Verifier:
+    return FACTORIES.get(cls, cls)()
 
 # completions: arbitrary unicode, and text built from the pieces a parser trips on
 pieces = st.sampled_from([
     "(", ")", "((((", "))))", "+", "-", "*", "/", "**", "^", "=", " ", "\t", "\n", "\r", "\x00", "\u200f",
     "0", "7", "12", "999999", "9" * 40, "1e308", "NaN", "inf", "-0", "٣", "７", "½", "²", "<answer>", "</answer>",
     "<answer><answer>", "</answer></answer>", "\\", "\"", "'", "{", "}", "__import__('os')", "lambda", "\ufffd",
+    "\\boxed{", "\\fbox{", "\\frac", "\\sqrt", "\\text{", "\\left(", "\\right)", "####", "%", "$", ".", ",", "^",
+    "9^9^9", "\u2212", "```", "```lean4\n", " := by\n  ", "sorry", "#exit", "/-", "-/", "--", "theorem t1",
 ])
 hostile = st.one_of(
     st.text(max_size=2000),
@@ -77,19 +113,19 @@ def _check(verifier: Verifier, record, completion) -> None:
 @given(data=st.data())
 def test_fuzz_hostile_completions(cls, data):
     record = data.draw(RECORDS[cls])
-    _check(cls(), record, data.draw(hostile))
+    _check(_make(cls), record, data.draw(hostile))
 
 
 @pytest.mark.parametrize("cls", _shipped_verifiers(), ids=lambda c: c.__name__)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_fuzz_non_text_completions_and_records(cls, data):
-    _check(cls(), data.draw(RECORDS[cls]), data.draw(non_text))
+    _check(_make(cls), data.draw(RECORDS[cls]), data.draw(non_text))
 
 
 def test_huge_completions_stay_within_bound():
     for cls in _shipped_verifiers():
-        v = cls()
+        v = _make(cls)
         record = {"id": "p", "numbers": [3, 7, 9, 12], "target": 59}
         for text in ["(" * 10**6, "1+" * 10**6, "<answer>" * 10**5, "9" * 10**6, "\u0663" * 10**6]:
             _check(v, record, text)

@@ -2,5 +2,7 @@
 
 from lit_alpha.tasks.base import Task
 from lit_alpha.tasks.countdown import CountdownTask
+from lit_alpha.tasks.lean import LeanTask
+from lit_alpha.tasks.math import MathTask
 
-__all__ = ["Task", "CountdownTask"]
+__all__ = ["Task", "CountdownTask", "LeanTask", "MathTask"]

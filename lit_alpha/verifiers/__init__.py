@@ -2,5 +2,6 @@
 
 from lit_alpha.verifiers.base import Verdict, Verifier, count_reasons
 from lit_alpha.verifiers.countdown import CountdownVerifier
+from lit_alpha.verifiers.math_answer import MathAnswerVerifier
 
-__all__ = ["Verdict", "Verifier", "CountdownVerifier", "count_reasons"]
+__all__ = ["Verdict", "Verifier", "CountdownVerifier", "MathAnswerVerifier", "count_reasons"]
