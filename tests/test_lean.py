@@ -494,3 +494,28 @@ def test_trainer_guard_counts_lean_faults(project):
         assert guard.faults == {"timeout": 1, "crash": 1}
     finally:
         v.close()
+
+
+def test_lean_task_can_check_on_a_kimina_server_instead_of_local_workers():
+    """``server_url`` selects the HTTP backend (no local Lean needed, no preflight); the source rules
+    still run locally, so a cheating proof is rejected without any request being sent."""
+    from lit_alpha.tasks.lean import LeanTask
+    from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier
+
+    task = LeanTask(server_url="http://127.0.0.1:9", server_batch_size=4)  # nothing listens there
+    assert isinstance(task.verifier, KiminaLeanVerifier) and task.verifier.batch_size == 4
+    record = task.problems("val")[0]
+    verdict = task.verifier.verify(record, "  sorry\n```")
+    assert verdict.score == 0.0 and not verdict.reason.startswith("crash")
+
+
+def test_verifier_works_again_after_close(project):
+    """Teardown closes the pool (e.g. after the step-0 validation); the fit that follows must get a
+    fresh pool, not a closed one."""
+    v = verifier(project, workers=1)
+    try:
+        assert v.verify(REC, HONEST[0]).score == 1.0
+        v.close()
+        assert v.verify(REC, HONEST[0]).score == 1.0
+    finally:
+        v.close()

@@ -107,6 +107,10 @@ class LeanTask(Task):
         max_proofs_per_worker: recycle a worker after this many proofs.
         check_setup: check at start-up that ``project_dir`` and the REPL command exist (a clear error
             naming what to install instead of 0 rewards).
+        server_url: check proofs on a kimina-lean-server at this URL instead of local REPL workers
+            (the same source rules run locally first; ``project_dir`` and the REPL fields are unused).
+        server_api_key: the server's API key, if it needs one.
+        server_batch_size: proofs per HTTP request to the server.
     """
 
     def __init__(
@@ -125,18 +129,28 @@ class LeanTask(Task):
         max_chars: int = 20000,
         max_proofs_per_worker: int = 500,
         check_setup: bool = True,
+        server_url: str | None = None,
+        server_api_key: str | None = None,
+        server_batch_size: int = 32,
     ) -> None:
+        from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier
         from lit_alpha.verifiers.lean.verifier import LeanVerifier
 
         if num_val is not None and num_val < 1:
             raise ValueError(f"num_val must be >= 1, got {num_val}")
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         self.header, self.num_val = header, num_val
-        self.verifier = LeanVerifier(project_dir=project_dir, repl_cmd=repl_cmd, workers=workers,
-                                     timeout_s=timeout_s, header_timeout_s=header_timeout_s,
-                                     memory_mb=memory_mb, max_chars=max_chars,
-                                     max_proofs_per_worker=max_proofs_per_worker)
-        if check_setup:
+        if server_url is not None:
+            self.verifier = KiminaLeanVerifier(url=server_url, timeout_s=timeout_s, batch_size=server_batch_size,
+                                               api_key=server_api_key, max_chars=max_chars)
+            use_server = True
+        else:
+            self.verifier = LeanVerifier(project_dir=project_dir, repl_cmd=repl_cmd, workers=workers,
+                                         timeout_s=timeout_s, header_timeout_s=header_timeout_s,
+                                         memory_mb=memory_mb, max_chars=max_chars,
+                                         max_proofs_per_worker=max_proofs_per_worker)
+            use_server = False
+        if check_setup and not use_server:
             self.verifier.preflight(field="data.task.init_args.project_dir")
         self._cache: dict[str, list[Record]] = {}
 

@@ -139,8 +139,15 @@ class GuardedVerifier:
         return verdicts
 
     def close(self) -> None:
-        """Stop the worker processes (they are restarted on the next pooled call)."""
+        """Stop the worker processes (they are restarted on the next pooled call) and whatever the
+        wrapped verifier holds open itself (e.g. the Lean REPL pool)."""
         _kill_all(self._workers)
+        inner_close = getattr(self.verifier, "close", None)
+        if callable(inner_close):
+            try:
+                inner_close()
+            except Exception:  # noqa: BLE001 - closing must not fail a teardown
+                pass
 
     def state_dict(self) -> dict[str, int]:
         return dict(self.faults)

@@ -115,8 +115,10 @@ class LeanVerifier(Verifier):
         return self._pool
 
     def close(self) -> None:
+        """Stop the REPL workers; the next check starts a fresh pool (validate → fit reuses us)."""
         if self._pool is not None:
             self._pool.close()
+            self._pool = None
 
     def __getstate__(self) -> dict[str, Any]:  # copies and pickles carry no processes
         return dict(self.__dict__, _pool=None)
