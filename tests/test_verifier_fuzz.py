@@ -18,6 +18,7 @@ import lit_alpha.verifiers as verifiers_pkg
 from lit_alpha.verifiers.base import Verdict, Verifier
 from lit_alpha.verifiers.countdown import CountdownVerifier
 from lit_alpha.verifiers.guarded import GuardedVerifier, sanitize
+from lit_alpha.verifiers.lean.dojo import LeanDojoVerifier
 from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier
 from lit_alpha.verifiers.lean.verifier import LeanVerifier
 from lit_alpha.verifiers.math_answer import MathAnswerVerifier
@@ -62,8 +63,12 @@ lean_records = st.one_of(
     st.dictionaries(st.sampled_from(["theorem_statement", "theorem_full_name", "src_context", "id"]),
                     st.one_of(st.none(), st.text(max_size=50), st.integers(), st.just(lean_stmt), st.just("t1"))),
 )
+lean_dojo_records = st.one_of(lean_records, st.fixed_dictionaries({
+    "id": st.just("p"), "theorem_statement": st.just(lean_stmt), "theorem_full_name": st.just("t1"),
+    "file_path": st.one_of(st.none(), st.just("Foo/Bar.lean"), st.text(max_size=20), st.integers())}))
 RECORDS = {CountdownVerifier: countdown_records, MathAnswerVerifier: math_records,
-           LeanVerifier: lean_records, KiminaLeanVerifier: lean_records}  # LeanVerifier(): no project, no Lean
+           LeanVerifier: lean_records, KiminaLeanVerifier: lean_records,  # LeanVerifier(): no project, no Lean
+           LeanDojoVerifier: lean_dojo_records}  # rules-only path: no repo given, so the Dojo is never entered
 
 # verifiers that need arguments to run here; the rest are built with cls()
 _refusing = socket.socket()  # a bound, never-listening loopback port: connections are refused at once

@@ -20,7 +20,8 @@ import; ``header: null`` uses each row's own ``src_context`` (``import MiniF2F.M
 needs a project that provides that module). The header is put in each record's ``src_context``, so
 the prompt and the verifier always agree on it.
 
-Verification: :class:`~lit_alpha.verifiers.lean.LeanVerifier` (the fields below are passed to it).
+Verification: :class:`~lit_alpha.verifiers.lean.LeanVerifier` (the fields below are passed to it);
+``server_url`` selects a kimina-lean-server and ``dojo_repo_url``/``dojo_commit`` LeanDojo instead.
 """
 
 from __future__ import annotations
@@ -111,6 +112,13 @@ class LeanTask(Task):
             (the same source rules run locally first; ``project_dir`` and the REPL fields are unused).
         server_api_key: the server's API key, if it needs one.
         server_batch_size: proofs per HTTP request to the server.
+        dojo_repo_url: check proofs with LeanDojo (``pip install "lit_alpha[lean]"``) in this git
+            repository, traced by LeanDojo, instead of local REPL workers: each tactic proof runs as one
+            tactic block from the theorem's initial state in its own file (the same source rules run
+            first; no axioms query, see :mod:`lit_alpha.verifiers.lean.dojo`). Needs ``dojo_commit``;
+            exclusive with ``server_url``.
+        dojo_commit: the commit of ``dojo_repo_url``.
+        dojo_file_path: the theorems' file in that repository (rows with a ``file_path`` use their own).
     """
 
     def __init__(
@@ -132,7 +140,11 @@ class LeanTask(Task):
         server_url: str | None = None,
         server_api_key: str | None = None,
         server_batch_size: int = 32,
+        dojo_repo_url: str | None = None,
+        dojo_commit: str | None = None,
+        dojo_file_path: str | None = None,
     ) -> None:
+        from lit_alpha.verifiers.lean.dojo import LeanDojoVerifier
         from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier
         from lit_alpha.verifiers.lean.verifier import LeanVerifier
 
@@ -140,7 +152,15 @@ class LeanTask(Task):
             raise ValueError(f"num_val must be >= 1, got {num_val}")
         self.files = {"train": train_file, "val": val_file, "test": test_file}
         self.header, self.num_val = header, num_val
-        if server_url is not None:
+        if server_url is not None and dojo_repo_url is not None:
+            raise UserError("data.task.init_args: set server_url or dojo_repo_url, not both")
+        if dojo_repo_url is not None:
+            self.verifier = LeanDojoVerifier(repo_url=dojo_repo_url, commit=dojo_commit, file_path=dojo_file_path,
+                                             timeout_s=timeout_s, max_chars=max_chars)
+            if check_setup:
+                self.verifier.preflight(field="data.task.init_args.dojo_repo_url")
+            use_server = True
+        elif server_url is not None:
             self.verifier = KiminaLeanVerifier(url=server_url, timeout_s=timeout_s, batch_size=server_batch_size,
                                                api_key=server_api_key, max_chars=max_chars)
             use_server = True

@@ -1,0 +1,375 @@
+"""Statistics of the precision–coverage frontier: pass@k per problem, the random guesser, answer
+diversity, aligning and grouping runs, bootstrap over problems, the upper-right hull, difficulty
+transitions. Pure numpy; drawing and I/O live in :mod:`lit_alpha.frontier`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+GUESSER = "random guesser"
+BIN_NAMES = ("unsolved", "hard", "medium", "easy")
+DEFAULT_BIN_EDGES = (0.25, 0.75)  # hard ≤ 0.25 < medium ≤ 0.75 < easy; unsolved is c = 0
+
+def default_ks(n: int) -> list[int]:
+    """1, 2, 4, …, up to n (and n itself)."""
+    ks, k = [], 1
+    while k < n:
+        ks.append(k)
+        k *= 2
+    return ks + [int(n)]
+
+
+def pass_at_k_per_problem(n: Sequence[int], c: Sequence[int], k: int) -> np.ndarray:
+    """Unbiased pass@k of each problem, ``1 − C(n−c,k)/C(n,k)``, computed in log space.  [P] float64"""
+    n = np.asarray(n, dtype=np.int64)
+    c = np.asarray(c, dtype=np.int64)
+    if np.any(c < 0) or np.any(c > n):
+        raise ValueError("every problem needs 0 <= c <= n")
+    if np.any(n < k):
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got min {int(n.min())}")
+    out = np.ones(n.shape, dtype=np.float64)
+    some_wrong = (n - c) >= k
+    nn, cc = n[some_wrong].astype(np.float64), c[some_wrong].astype(np.float64)
+    lg = np.vectorize(math.lgamma, otypes=[np.float64])
+    if nn.size:
+        log_ratio = lg(nn - cc + 1) - lg(nn - cc - k + 1) - lg(nn + 1) + lg(nn - k + 1)
+        out[some_wrong] = -np.expm1(log_ratio)
+    return np.clip(out, 0.0, 1.0)
+
+
+def pass_at_k_matrix(n: Sequence[int], c: Sequence[int], ks: Sequence[int]) -> np.ndarray:
+    """Per-problem pass@k for every k.  [P, K]"""
+    return np.stack([pass_at_k_per_problem(n, c, k) for k in ks], axis=1) if len(ks) else np.zeros((len(n), 0))
+
+
+def guesser_matrix(p: Sequence[float], ks: Sequence[int]) -> np.ndarray:
+    """Per-problem pass@k ``1 − (1 − p)^k`` of independent guesses with hit probability p.  [P, K]"""
+    p = np.asarray(p, dtype=np.float64)[:, None]
+    return 1.0 - (1.0 - p) ** np.asarray(ks, dtype=np.float64)[None, :]
+
+
+def guesser_hit_probabilities(records: Iterable[Mapping[str, Any]]) -> np.ndarray:
+    """Exact hit probability of the random guesser on each Countdown problem (``numbers``, ``target``)."""
+    from lit_alpha.metrics.guesser import exact_hit_probability, sampled_hit_probability
+
+    cache: dict[tuple, float] = {}
+    out = []
+    for i, r in enumerate(records):
+        numbers = tuple(int(x) for x in r["numbers"])
+        key = (tuple(sorted(numbers)), int(r["target"]))
+        if key not in cache:
+            if len(numbers) <= 5:
+                cache[key] = float(exact_hit_probability(numbers, int(r["target"])))
+            else:
+                cache[key] = sampled_hit_probability(numbers, int(r["target"]), 4096, np.random.default_rng([0, i]))
+        out.append(cache[key])
+    return np.asarray(out, dtype=np.float64)
+
+
+# -- diversity ----------------------------------------------------------------------------
+def shannon_entropy(counts: Iterable[int]) -> float:
+    """Shannon entropy (nats) of the empirical distribution given by ``counts``; 0 if empty."""
+    x = np.asarray([v for v in counts if v > 0], dtype=np.float64)
+    if x.size == 0:
+        return 0.0
+    p = x / x.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def simpson_index(counts: Iterable[int]) -> float:
+    """Gini–Simpson diversity ``1 − Σ p_i²`` (probability that two draws, with replacement, differ)."""
+    x = np.asarray([v for v in counts if v > 0], dtype=np.float64)
+    if x.size == 0:
+        return 0.0
+    p = x / x.sum()
+    return float(1.0 - (p * p).sum())
+
+
+# -- runs ---------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    """One run's per-problem results on one split (problems in a fixed order)."""
+
+    name: str
+    problem_ids: list[str]
+    n: np.ndarray  # [P] samples per problem
+    c: np.ndarray  # [P] correct samples per problem
+    records: list[dict[str, Any]] = field(default_factory=list)  # numbers/target per problem
+    diversity: dict[str, np.ndarray] = field(default_factory=dict)  # column -> [P]
+    run_id: str | None = None
+    members: list["RunResult"] = field(default_factory=list, repr=False)  # seeds averaged into this one
+    hit_p: np.ndarray | None = None  # the random guesser's per-problem hit probability (guesser only)
+
+    @property
+    def frac_solved(self) -> np.ndarray:
+        return self.c / np.maximum(self.n, 1)
+
+    def matrix(self, ks: Sequence[int]) -> np.ndarray:
+        key = [int(k) for k in ks]
+        if self.hit_p is not None:
+            return guesser_matrix(self.hit_p, key)
+        if self.members:
+            return np.mean([m.matrix(key) for m in self.members], axis=0)
+        return pass_at_k_matrix(self.n, self.c, key)
+
+    @classmethod
+    def from_rows(cls, name: str, rows: Sequence[Mapping[str, Any]], run_id: str | None = None) -> "RunResult":
+        """From table rows (dicts with problem_id, n, c, and optionally numbers/target/diversity columns)."""
+        rows = sorted(rows, key=lambda r: str(r["problem_id"]))
+        diversity_cols = [k for k in ("distinct_correct", "answer_entropy", "answer_simpson",
+                                      "correct_entropy", "correct_simpson") if rows and k in rows[0]]
+        return cls(
+            name=name,
+            problem_ids=[str(r["problem_id"]) for r in rows],
+            n=np.asarray([int(r["n"]) for r in rows], dtype=np.int64),
+            c=np.asarray([int(r["c"]) for r in rows], dtype=np.int64),
+            records=[{"numbers": list(r["numbers"]), "target": r["target"]} for r in rows
+                     if "numbers" in r and "target" in r],
+            diversity={k: np.asarray([float(r[k]) for r in rows]) for k in diversity_cols},
+            run_id=run_id,
+        )
+
+
+def read_table(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a per-problem JSONL table."""
+    return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
+
+
+def align(runs: Sequence[RunResult]) -> list[RunResult]:
+    """The runs restricted to the problems they all share, in the same order (for paired statistics)."""
+    if not runs:
+        return []
+    common = set(runs[0].problem_ids)
+    for r in runs[1:]:
+        common &= set(r.problem_ids)
+    if not common:
+        raise ValueError("the runs share no problem: were they evaluated on the same split?")
+    order = sorted(common)
+    out = []
+    for r in runs:
+        pos = {p: i for i, p in enumerate(r.problem_ids)}
+        idx = np.asarray([pos[p] for p in order], dtype=np.int64)
+        out.append(RunResult(
+            name=r.name, problem_ids=order, n=r.n[idx], c=r.c[idx],
+            records=[r.records[i] for i in idx] if len(r.records) == len(r.problem_ids) else [],
+            diversity={k: v[idx] for k, v in r.diversity.items()}, run_id=r.run_id,
+            members=[_subset(m, order, idx) for m in r.members],  # members share the parent's rows
+            hit_p=None if r.hit_p is None else r.hit_p[idx],
+        ))
+    return out
+
+
+def _subset(r: RunResult, order: list[str], idx: np.ndarray) -> RunResult:
+    return RunResult(name=r.name, problem_ids=order, n=r.n[idx], c=r.c[idx], run_id=r.run_id,
+                     members=[_subset(m, order, idx) for m in r.members])
+
+
+_SEED_SUFFIX = re.compile(r"^(?P<method>.+)-s(?P<seed>\d+)$")
+
+
+def method_of(run_name: str) -> str:
+    """``a05-s2`` → ``a05`` (a name without a seed suffix is its own method)."""
+    m = _SEED_SUFFIX.match(run_name)
+    return m.group("method") if m else run_name
+
+
+def group_seeds(runs: Sequence[RunResult]) -> list[RunResult]:
+    """One result per method: per-problem pass@k (and diversity) averaged over its seeds' runs
+    (``n``/``c`` are summed, so difficulty bins use the pooled fraction solved)."""
+    groups: dict[str, list[RunResult]] = {}
+    for r in align(runs):
+        groups.setdefault(method_of(r.name), []).append(r)
+    out = []
+    for method, members in groups.items():
+        if len(members) == 1:
+            out.append(RunResult(**{**members[0].__dict__, "name": method}))
+            continue
+        first = members[0]
+        merged = RunResult(
+            name=method, problem_ids=first.problem_ids,
+            n=np.sum([m.n for m in members], axis=0), c=np.sum([m.c for m in members], axis=0),
+            records=first.records,
+            diversity={k: np.mean([m.diversity[k] for m in members], axis=0) for k in first.diversity
+                       if all(k in m.diversity for m in members)},
+            members=members,
+        )
+        out.append(merged)
+    return out
+
+
+def guesser_run(template: RunResult) -> RunResult | None:
+    """The random guesser on the problems of ``template`` (None without numbers/targets)."""
+    if len(template.records) != len(template.problem_ids) or not template.records:
+        return None
+    return RunResult(name=GUESSER, problem_ids=list(template.problem_ids), n=template.n.copy(),
+                     c=np.zeros_like(template.c), records=template.records,
+                     hit_p=guesser_hit_probabilities(template.records))
+
+
+def run_matrix(run: RunResult, ks: Sequence[int]) -> np.ndarray:
+    """Per-problem pass@k of a run (the guesser's in closed form).  [P, K]"""
+    return run.matrix(ks)
+
+
+# -- curves and bootstrap -----------------------------------------------------------------
+def pass_at_k_curve(run: RunResult, ks: Sequence[int]) -> np.ndarray:
+    """Mean pass@k over problems for each k.  [K]"""
+    return run_matrix(run, ks).mean(axis=0)
+
+
+def bootstrap_indices(num_problems: int, num_boot: int = 1000, seed: int = 0) -> np.ndarray:
+    """``num_boot`` resamples (with replacement) of ``range(num_problems)``, seeded.  [B, P]"""
+    if num_problems < 1 or num_boot < 1:
+        raise ValueError("need at least one problem and one resample")
+    return np.random.default_rng([seed, num_problems]).integers(0, num_problems, size=(num_boot, num_problems))
+
+
+def bootstrap_means(per_problem: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Mean over each resample of problems: ``[P, ...]`` values, ``[B, P]`` indices → ``[B, ...]``."""
+    return per_problem[idx].mean(axis=1)
+
+
+def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Percentile interval of bootstrap samples along axis 0."""
+    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
+    return np.quantile(samples, lo, axis=0), np.quantile(samples, hi, axis=0)
+
+
+def curve_with_band(run: RunResult, ks: Sequence[int], idx: np.ndarray, level: float = 0.95):
+    """(mean curve, lower band, upper band) of pass@k over k, bootstrapped over problems."""
+    m = run_matrix(run, ks)
+    low, high = percentile_interval(bootstrap_means(m, idx), level)
+    return m.mean(axis=0), low, high
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    a: str
+    b: str
+    k: int
+    diff: float  # mean pass@k of a minus b
+    low: float
+    high: float
+    p_value: float
+
+    @property
+    def significant(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, idx: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
+    """Paired bootstrap of ``mean(a) − mean(b)`` over problems (same resample for both).
+
+    ``a``, ``b``: per-problem values on the same problems [P]; ``idx``: [B, P] resamples.
+    Returns (difference, CI low, CI high, two-sided p-value).
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need the same problems, got {a.shape} and {b.shape}")
+    d = a - b
+    boot = d[idx].mean(axis=1)
+    low, high = percentile_interval(boot, level)
+    if np.all(d == 0):
+        p = 1.0
+    else:
+        ties = 0.5 * (boot == 0).mean()  # mid-p: resamples with exactly no difference count half
+        p = float(min(1.0, 2 * min((boot < 0).mean() + ties, (boot > 0).mean() + ties)))
+    return float(d.mean()), float(low), float(high), p
+
+
+def significance_table(runs: Sequence[RunResult], ks: Sequence[int], idx: np.ndarray,
+                       reference: str | None = None, level: float = 0.95) -> list[PairedDifference]:
+    """Paired-bootstrap differences of pass@k for each k in ``ks``: every run against ``reference``
+    (if given), else every pair of runs. Runs must be aligned (:func:`align`)."""
+    names = [r.name for r in runs]
+    mats = {r.name: run_matrix(r, ks) for r in runs}
+    if reference is not None:
+        if reference not in mats:
+            raise ValueError(f"reference run {reference!r} not among {names}")
+        pairs = [(n, reference) for n in names if n != reference]
+    else:
+        pairs = [(names[i], names[j]) for i in range(len(names)) for j in range(i + 1, len(names))]
+    out = []
+    for a, b in pairs:
+        for j, k in enumerate(ks):
+            diff, low, high, p = paired_bootstrap(mats[a][:, j], mats[b][:, j], idx, level)
+            out.append(PairedDifference(a, b, int(k), diff, low, high, p))
+    return out
+
+
+# -- the hull -----------------------------------------------------------------------------
+def upper_right_hull(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated points (maximising both coordinates), sorted by x ascending
+    (so y descends): the precision–coverage frontier. Duplicates keep the first index."""
+    pts = [(float(x), float(y)) for x, y in points]
+    keep = []
+    for i, (x, y) in enumerate(pts):
+        dominated = any(
+            (x2 >= x and y2 >= y and (x2 > x or y2 > y)) or ((x2, y2) == (x, y) and j < i)
+            for j, (x2, y2) in enumerate(pts) if j != i
+        )
+        if not dominated:
+            keep.append(i)
+    return sorted(keep, key=lambda i: (pts[i][0], -pts[i][1]))
+
+
+def staircase(points: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """``f(x) = max{y_i : x_i ≥ x}`` on ``grid`` (NaN where no point has x_i ≥ x).  points [R, 2]"""
+    out = np.full(grid.shape, np.nan)
+    for x, y in points:
+        mask = grid <= x
+        out[mask] = np.fmax(out[mask], y)
+    return out
+
+
+def hull_band(mats: Sequence[np.ndarray], idx: np.ndarray, grid: np.ndarray, level: float = 0.95):
+    """Bootstrap band of the frontier staircase: for each resample, the runs' (pass@1, pass@k)
+    means → staircase on ``grid``; percentile band pointwise over the resamples where it is defined
+    (NaN where fewer than half of them reach that pass@1).  mats: per run [P, 2] (pass@1, pass@k)."""
+    boots = np.stack([bootstrap_means(m, idx) for m in mats], axis=1)  # [B, R, 2]
+    curves = np.stack([staircase(b, grid) for b in boots])  # [B, G]
+    defined = (~np.isnan(curves)).mean(axis=0) >= 0.5
+    low, high = np.full(grid.shape, np.nan), np.full(grid.shape, np.nan)
+    if defined.any():
+        lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
+        low[defined] = np.nanquantile(curves[:, defined], lo_q, axis=0)
+        high[defined] = np.nanquantile(curves[:, defined], hi_q, axis=0)
+    return low, high
+
+
+# -- difficulty transitions ---------------------------------------------------------------
+def difficulty_bins(frac_solved: Sequence[float], edges: Sequence[float] = DEFAULT_BIN_EDGES) -> np.ndarray:
+    """0 unsolved (frac = 0), 1 hard (0, e0], 2 medium (e0, e1], 3 easy (e1, 1]."""
+    f = np.asarray(frac_solved, dtype=np.float64)
+    bins = np.where(f <= 0, 0, np.where(f <= edges[0], 1, np.where(f <= edges[1], 2, 3)))
+    return bins.astype(np.int64)
+
+
+def transition_table(base: RunResult, tuned: RunResult, edges: Sequence[float] = DEFAULT_BIN_EDGES) -> np.ndarray:
+    """Counts ``T[i, j]`` of problems in bin i under ``base`` and bin j under ``tuned`` (shared problems)."""
+    base, tuned = align([base, tuned])
+    bb, tb = difficulty_bins(base.frac_solved, edges), difficulty_bins(tuned.frac_solved, edges)
+    table = np.zeros((4, 4), dtype=np.int64)
+    np.add.at(table, (bb, tb), 1)
+    return table
+
+
+def format_transition(table: np.ndarray, base: str, tuned: str) -> str:
+    width = max(len(b) for b in BIN_NAMES) + 2
+    head = f"{base + ' → ' + tuned:<{width + 10}}" + "".join(f"{b:>{width}}" for b in BIN_NAMES) + f"{'total':>{width}}"
+    lines = [head]
+    for i, name in enumerate(BIN_NAMES):
+        lines.append(f"{name:<{width + 10}}" + "".join(f"{v:>{width}d}" for v in table[i]) + f"{table[i].sum():>{width}d}")
+    lines.append(f"{'total':<{width + 10}}" + "".join(f"{v:>{width}d}" for v in table.sum(0)) + f"{table.sum():>{width}d}")
+    return "\n".join(lines)
+
+
+# -- the whole analysis -------------------------------------------------------------------
