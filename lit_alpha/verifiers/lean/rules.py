@@ -371,3 +371,34 @@ __all__ = [
     "accept_messages", "accept_response", "axioms_command", "check_axioms", "check_source",
     "extract_proof", "parse_axioms", "preamble_reason", "proof_reason", "strip_comments",
 ]
+
+
+# -- the pure front half of every Lean backend (local REPL, kimina server, LeanDojo) -------------------
+
+
+def valid_record(stmt: Any, name: Any) -> bool:
+    """A checkable theorem record: ``theorem|lemma <name> …`` whose name is ``theorem_full_name``."""
+    if not isinstance(stmt, str) or not isinstance(name, str) or not stmt.strip() or not name.strip():
+        return False
+    words = stmt.split(None, 2)
+    return len(words) >= 2 and words[0] in ("theorem", "lemma") and words[1] == name.strip()
+
+
+def proof_body(stmt: str, completion: Any, max_chars: int) -> tuple[str | None, str]:
+    """The statement-plus-proof text to send to Lean, or ``None`` and the 0-verdict reason.
+
+    The completion continues the prompt's open ```lean4 block, so the statement is prepended before
+    the last complete block is extracted; then every source rule runs (exact statement, banned
+    escape hatches). Reasons: ``parse``, ``empty``, ``too_long``-style parse failures, ``cheat:…``.
+    """
+    if not isinstance(completion, str):
+        return None, "parse"
+    if not completion.strip():
+        return None, "empty"
+    code = extract_proof(FENCE_OPEN + "\n" + stmt + completion, max_chars)
+    if code is None:
+        return None, "parse"
+    cheat = check_source(code, stmt)
+    if cheat:
+        return None, cheat
+    return code[code.find(stmt.strip()):], "ok"

@@ -132,20 +132,11 @@ class LeanVerifier(Verifier):
             return Verdict(0.0, "error:record")
         if not all(isinstance(x, str) for x in (stmt, name, header)) or not stmt.strip() or not name.strip():
             return Verdict(0.0, "error:record")
-        words = stmt.split(None, 2)
-        if len(words) < 2 or words[0] not in ("theorem", "lemma") or words[1] != name.strip():
+        if not rules.valid_record(stmt, name):
             return Verdict(0.0, "error:record")
-        if not isinstance(completion, str):
-            return Verdict(0.0, "parse")
-        if not completion.strip():
-            return Verdict(0.0, "empty")
-        code = rules.extract_proof(rules.FENCE_OPEN + "\n" + stmt + completion, self.max_chars)
-        if code is None:
-            return Verdict(0.0, "parse")
-        cheat = rules.check_source(code, stmt)
-        if cheat:
-            return Verdict(0.0, cheat)
-        body = code[code.find(stmt.strip()):]
+        body, reason = rules.proof_body(stmt, completion, self.max_chars)
+        if body is None:
+            return Verdict(0.0, reason)
         return header, body, name.strip()
 
     def _run(self, jobs: list) -> list[Verdict]:
