@@ -142,18 +142,8 @@ class KiminaLeanVerifier(Verifier):
     # -- the pure part: the same rules as LeanVerifier --------------------------------------------
     def prepare(self, record: Mapping[str, Any], completion: Any) -> Verdict | Job:
         """A final verdict, or the ``(header, body, name)`` job to send (as ``LeanVerifier.prepare``)."""
-        try:
-            stmt, name, header = (record.get(k) for k in ("theorem_statement", "theorem_full_name", "src_context"))
-        except AttributeError:
-            return Verdict(0.0, "error:record")
-        if not all(isinstance(x, str) for x in (stmt, name, header)) or not stmt.strip() or not name.strip():
-            return Verdict(0.0, "error:record")
-        if not rules.valid_record(stmt, name):
-            return Verdict(0.0, "error:record")
-        body, reason = rules.proof_body(stmt, completion, self.max_chars)
-        if body is None:
-            return Verdict(0.0, reason)
-        return header, body, name.strip()
+        job, reason = rules.record_job(record, completion, self.max_chars)
+        return job if job is not None else Verdict(0.0, reason)
 
     # -- Verifier ---------------------------------------------------------------------------------
     def check(self, record: Mapping[str, Any], completion: str) -> Verdict:

@@ -402,3 +402,19 @@ def proof_body(stmt: str, completion: Any, max_chars: int) -> tuple[str | None, 
     if cheat:
         return None, cheat
     return code[code.find(stmt.strip()):], "ok"
+
+
+def record_job(record: Any, completion: Any, max_chars: int) -> tuple[tuple[str, str, str] | None, str]:
+    """``((header, body, name), "ok")`` to send to Lean, or ``(None, reason)`` for a 0 verdict.
+
+    The whole pure part of the REPL and server backends: the record's fields (``theorem_statement``,
+    ``theorem_full_name``, ``src_context``), then :func:`proof_body`.
+    """
+    try:
+        stmt, name, header = (record.get(k) for k in ("theorem_statement", "theorem_full_name", "src_context"))
+    except AttributeError:
+        return None, "error:record"
+    if not isinstance(header, str) or not valid_record(stmt, name):
+        return None, "error:record"
+    body, reason = proof_body(stmt, completion, max_chars)
+    return ((header, body, name.strip()), "ok") if body is not None else (None, reason)

@@ -126,18 +126,8 @@ class LeanVerifier(Verifier):
     # -- checking ------------------------------------------------------------------------------
     def prepare(self, record: Mapping[str, Any], completion: Any) -> Verdict | tuple[str, str, str]:
         """The pure part: a final verdict, or the ``(header, body, name)`` job to send to Lean."""
-        try:
-            stmt, name, header = (record.get(k) for k in ("theorem_statement", "theorem_full_name", "src_context"))
-        except AttributeError:
-            return Verdict(0.0, "error:record")
-        if not all(isinstance(x, str) for x in (stmt, name, header)) or not stmt.strip() or not name.strip():
-            return Verdict(0.0, "error:record")
-        if not rules.valid_record(stmt, name):
-            return Verdict(0.0, "error:record")
-        body, reason = rules.proof_body(stmt, completion, self.max_chars)
-        if body is None:
-            return Verdict(0.0, reason)
-        return header, body, name.strip()
+        job, reason = rules.record_job(record, completion, self.max_chars)
+        return job if job is not None else Verdict(0.0, reason)
 
     def _run(self, jobs: list) -> list[Verdict]:
         if self.project_dir is None:
