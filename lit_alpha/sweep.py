@@ -1,9 +1,10 @@
 """Run a sweep of configs × seeds into one MLflow experiment, evaluate every run, draw the frontier.
 
 ``python -m lit_alpha.sweep configs/a*.yaml configs/grpo*.yaml configs/rft.yaml --seeds 0 1 2
-[--experiment frontier] [--n 256] [--splits val train] [--frontier] [-- extra overrides]``
+[--experiment frontier] [--n 256] [--splits val train] [--jobs 2] [--frontier] [-- extra overrides]``
 
-For each config C and seed S, sequentially (one training process at a time):
+For each config C and seed S (``--jobs J`` runs J of these chains at once, each logging to
+``<frontier_out>/logs/<run>.log``; the default 1 runs them one after another in the terminal):
 
 1. ``python -m lit_alpha fit --config C --seed_everything S --data.seed S`` into ``--experiment``
    with run name ``<C stem>-s<S>`` (skipped when a FINISHED run of that name exists; an unfinished
@@ -13,7 +14,8 @@ For each config C and seed S, sequentially (one training process at a time):
 
 The base model is evaluated once first as run ``base`` (``--no_base`` skips it). Extra arguments
 after ``--`` are passed to both ``fit`` and ``evaluate`` (e.g. ``--trainer.max_steps 50``).
-The sweep is resumable: run the same command again after an interruption. ``--dry_run`` prints
+The sweep is resumable: run the same command again after an interruption (or a failed run: the
+other runs go on). ``--dry_run`` prints
 the commands. ``--frontier`` runs :mod:`lit_alpha.frontier` on the experiment at the end.
 """
 
@@ -23,6 +25,8 @@ import argparse
 import shlex
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
@@ -97,6 +101,36 @@ def plan(configs: Sequence[str], seeds: Sequence[int], experiment: str, n: int, 
     return steps
 
 
+def chains(steps: Sequence[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:
+    """Group the steps by run (``fit X`` then ``evaluate X``): runs are independent, a run's steps are not."""
+    by_run: dict[str, list[tuple[str, list[str]]]] = {}
+    for what, cmd in steps:
+        by_run.setdefault(what.split(" ", 1)[1], []).append((what, cmd))
+    return list(by_run.values())
+
+
+def _run_chain(chain: list[tuple[str, list[str]]], log_dir: Path | None, total: int, index: dict[str, int]) -> int:
+    for what, cmd in chain:
+        tag = f"[{index[what]}/{total}] {what}"
+        if log_dir is None:
+            print(f"{tag}: {shlex.join(cmd)}", flush=True)
+            code = subprocess.call(cmd)
+        else:
+            log = log_dir / f"{what.split(' ', 1)[1]}.log"
+            start = time.monotonic()
+            print(f"{tag}: started (log: {log})", flush=True)
+            with open(log, "a") as out:
+                out.write(f"$ {shlex.join(cmd)}\n")
+                out.flush()
+                code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+            print(f"{tag}: exit {code} after {time.monotonic() - start:.0f} s", flush=True)
+        if code != 0:
+            print(f"error: {tag} failed with exit code {code}; run the same sweep command again to resume",
+                  file=sys.stderr)
+            return code
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -112,6 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=256, help="evaluation samples per problem")
     parser.add_argument("--splits", nargs="+", default=["val", "train"], choices=["val", "test", "train"])
     parser.add_argument("--num_problems", type=int, default=None, help="evaluate only the first N problems")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained/evaluated at once (each run's model.num_threads threads)")
     parser.add_argument("--no_base", action="store_true", help="do not evaluate the base model")
     parser.add_argument("--frontier", action="store_true", help="draw the frontier at the end")
     parser.add_argument("--frontier_out", default="frontier", help="--out of lit_alpha.frontier")
@@ -121,27 +157,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not Path(config).is_file():
             print(f"error: config {config!r} is not a file", file=sys.stderr)
             return 2
+    if args.jobs < 1:
+        print(f"error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
+        return 2
     eval_args = [] if args.num_problems is None else ["--num_problems", str(args.num_problems)]
     store = Store(args.tracking_uri, args.experiment)
     steps = plan(args.configs, args.seeds, args.experiment, args.n, args.splits, extra, store,
                  base=not args.no_base, eval_args=eval_args)
-    if args.frontier:
-        steps.append(("frontier", [sys.executable, "-m", "lit_alpha.frontier", "--experiment", args.experiment,
-                                   "--tracking_uri", args.tracking_uri, "--splits", *args.splits,
-                                   "--out", args.frontier_out, "--group_seeds"]))
-    total = len(steps)
+    final = [("frontier", [sys.executable, "-m", "lit_alpha.frontier", "--experiment", args.experiment,
+                           "--tracking_uri", args.tracking_uri, "--splits", *args.splits,
+                           "--out", args.frontier_out, "--group_seeds"])] if args.frontier else []
+    total = len(steps) + len(final)
+    index = {what: i for i, (what, _) in enumerate([*steps, *final], 1)}
     if not steps:
         print("nothing to do: every run is trained and evaluated")
-    for i, (what, cmd) in enumerate(steps, 1):
-        print(f"[{i}/{total}] {what}: {shlex.join(cmd)}", flush=True)
-        if args.dry_run:
-            continue
-        code = subprocess.call(cmd)
-        if code != 0:
-            print(f"error: [{i}/{total}] {what} failed with exit code {code}; run the same sweep command "
-                  f"again to resume", file=sys.stderr)
-            return code
-    return 0
+    if args.dry_run:
+        for what, cmd in [*steps, *final]:
+            print(f"[{index[what]}/{total}] {what}: {shlex.join(cmd)}", flush=True)
+        return 0
+    log_dir = None
+    if args.jobs > 1:
+        log_dir = Path(args.frontier_out) / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        codes = list(pool.map(lambda c: _run_chain(c, log_dir, total, index), chains(steps)))
+    failed = [c for c in codes if c != 0]
+    if failed:
+        return failed[0]
+    return _run_chain(final, None, total, index)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ stored as ``val/pass_at_64``.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
@@ -44,6 +45,23 @@ def mlflow_metric_name(name: str) -> str:
     return name.replace("@", "_at_")
 
 
+def prepare_sqlite_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
+    """Create a sqlite store's tables and the experiment under a file lock.
+
+    Two runs started at once on a fresh store (``lit_alpha.sweep --jobs 2``, or a user's two
+    terminals) otherwise race in MLflow's schema migration ("Online migration expected to match one
+    row") or in experiment creation (unique name). ``tracking_uri`` must be absolute.
+    """
+    from mlflow.tracking import MlflowClient
+
+    db = Path(tracking_uri.removeprefix("sqlite:///"))
+    with open(db.with_name(db.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = MlflowClient(tracking_uri)
+        if client.get_experiment_by_name(experiment_name) is None:
+            client.create_experiment(experiment_name, artifact_location=artifact_location)
+
+
 class MLflowLogger(MLFlowLogger):
     """Lightning's MLFlowLogger with lit_alpha's defaults.
 
@@ -76,6 +94,8 @@ class MLflowLogger(MLFlowLogger):
             check_writable(Path(artifact_location).resolve(),
                            f"trainer.logger.init_args.artifact_location {artifact_location!r}")
             artifact_location = Path(artifact_location).resolve().as_uri()
+        if tracking_uri.startswith("sqlite:///"):
+            prepare_sqlite_store(tracking_uri, experiment_name, artifact_location)
         self._last_logged: tuple[int | None, dict[str, float]] | None = None
         super().__init__(
             experiment_name=experiment_name,
