@@ -2,7 +2,9 @@
 
 One optimizer step per fresh batch (the batch arrives already sampled and verified, see
 :mod:`lit_alpha.data.datamodule`). The frozen base is always kept: α-DPG's target
-``p ∝ π_base · v`` needs its log-probs even when no KL term is used.
+``p ∝ π_base · v`` needs its log-probs even when no KL term is used. With ``lora`` the policy trains
+low-rank adapters only and π_base is the same model with its adapters off (no copy, see
+:class:`lit_alpha.models.AdapterDisabled`).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ import torch
 from jsonargparse import lazy_instance
 
 from lit_alpha.batch import ObjectiveInputs, RolloutBatch
-from lit_alpha.errors import NonFiniteError
+from lit_alpha.errors import NonFiniteError, UserError
 from lit_alpha.memory import peak_rss_mb
 from lit_alpha.metrics.pass_at_k import DistinctCorrect, PassAtK, default_ks
-from lit_alpha.models import load_policy
+from lit_alpha.models import AdapterDisabled, LoraSpec, apply_lora, load_policy
 from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.objectives.base import Objective
 from lit_alpha.sampling.logprobs import token_logprobs
@@ -68,6 +70,8 @@ class AlphaModule(L.LightningModule):
         num_threads: torch CPU threads (0 leaves torch's default; 1 is fastest for tiny models on 2 cores).
         max_bad_steps: a step whose loss or gradient is NaN/inf is skipped (no update, counted in
             ``train/skipped_steps``); this many such steps in a row stop the run with an error.
+        lora: train LoRA adapters (peft) instead of all weights; π_base is then the policy with its
+            adapters switched off, so the weights are held once. None: full fine-tuning.
     """
 
     def __init__(
@@ -81,6 +85,7 @@ class AlphaModule(L.LightningModule):
         dtype: str = "float32",
         num_threads: int = 0,
         max_bad_steps: int = 5,
+        lora: LoraSpec | None = None,
     ) -> None:
         super().__init__()
         if lr <= 0:
@@ -94,7 +99,12 @@ class AlphaModule(L.LightningModule):
         self.objective = objective
         self.lr, self.weight_decay, self.betas, self.warmup_frac = lr, weight_decay, tuple(betas), warmup_frac
         self.policy, self.tokenizer = load_policy(model, dtype)
-        self.base = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        self.lora = lora
+        if lora is None:
+            self.base = copy.deepcopy(self.policy).eval().requires_grad_(False)
+        else:  # only the adapters train; π_base = the policy with adapters off, not a registered module
+            self.policy = apply_lora(self.policy, lora)
+            self.base = AdapterDisabled(owner=self)  # follows self.policy, also once a strategy wraps it
         self.strict_loading = False  # checkpoints omit the frozen base (rebuilt from `model`)
         self._eval_metrics: dict[str, tuple[PassAtK, DistinctCorrect]] = {}
         self.max_bad_steps = max_bad_steps
@@ -134,6 +144,10 @@ class AlphaModule(L.LightningModule):
         self.verifier_reasons.update(k for k in stats if k.startswith("verifier/") and k.endswith("_frac"))
         self.log_dict({**{k: 0.0 for k in sorted(self.verifier_reasons)}, **stats}, batch_size=size)
         self.log("train/completion_len", batch.completion_mask.sum(-1).mean(), batch_size=size)
+        # the sampler's recorded log-probs vs this forward: ~1e-7 for the HF sampler, more with vLLM/fp16
+        # (offline RFT: old = π_base, so this is the policy's drift from the base instead)
+        gap = (logprobs.detach() - batch.old_logprobs).abs() * batch.completion_mask  # [N, T]
+        self.log("perf/logprob_mismatch", gap.sum() / batch.completion_mask.sum().clamp_min(1), batch_size=size)
         self.log("perf/peak_rss_mb", peak_rss_mb(), batch_size=size)
         self.log("train/distinct_correct", self._distinct_correct(batch).mean(), batch_size=size)
         self._step_skipped = False
@@ -194,6 +208,8 @@ class AlphaModule(L.LightningModule):
         return torch.tensor([float(len(a)) for a in self._per_problem(batch)[2]])
 
     def _eval_step(self, stage: str, batch: RolloutBatch) -> None:
+        if batch.rewards.numel() == 0:  # a padding batch: under DDP every rank runs as many eval steps
+            return
         n, c, answers = self._per_problem(batch)
         pass_k, distinct = self._metrics_for(stage, int(n.min()))
         pass_k.update(n, c)
@@ -246,6 +262,12 @@ class AlphaModule(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # weights load non-strictly (the base is absent), so a LoRA / full mismatch would load nothing
+        has_adapters = any(".lora_" in key for key in checkpoint.get("state_dict", {}))
+        if has_adapters != (self.lora is not None):
+            kind = "LoRA adapters" if has_adapters else "full weights (no LoRA adapters)"
+            raise UserError(f"ckpt_path: the checkpoint holds {kind} but this run has model.lora={self.lora}; "
+                            "give the model.lora setting of the run that wrote it")
         extra = checkpoint.get("lit_alpha", {})
         self.skipped_steps = int(extra.get("skipped_steps", 0))
         self.bad_streak = int(extra.get("bad_streak", 0))

@@ -60,6 +60,7 @@ def rollout(
         "perf/base_logprob_s": t3 - t2,
         "perf/completion_tokens": float(samples.completion_mask.sum()),
         "train/truncated_frac": float(samples.truncated.float().mean()),
+        **samples.stats,  # the sampler's own (vLLM: perf/weight_sync_s, perf/vllm_generate_s)
     }
     for reason, count in count_reasons(verdicts).items():
         stats[f"verifier/{reason}_frac"] = count / max(1, len(verdicts))

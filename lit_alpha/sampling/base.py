@@ -9,7 +9,7 @@ passed on every call, so the weights used are always the current ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
 import torch
@@ -51,6 +51,7 @@ class Samples:
     truncated: Tensor  # [N] bool: no EOS within max_new_tokens
     prompt_len: int  # P
     entropy: Tensor | None = None  # [N, T] float: full-vocabulary entropy of π_θ at each generated token
+    stats: dict[str, float] = field(default_factory=dict)  # the sampler's own timings (e.g. perf/weight_sync_s), logged per step
 
 
 class Sampler(Protocol):

@@ -1,9 +1,36 @@
-"""Per-token log-probs of given tokens under a causal LM, aligned with ``input_ids``."""
+"""Per-token log-probs of given tokens under a causal LM, aligned with ``input_ids``.
+
+Memory: the logits of a batch are ``[N, L, V]`` (rows × completion length × vocabulary), which for a
+150k vocabulary dwarfs everything else a training step holds, and autograd would keep them (and a
+softmax-sized tensor) alive until the backward. :func:`token_logprobs` therefore runs the decoder
+backbone once (``[N, L, H]`` hidden states) and applies the output embedding in chunks of rows, each
+under non-reentrant activation checkpointing: a chunk's logits exist only while that chunk is being
+computed, in the forward and again in the backward. Models whose logits are not simply
+``output_embeddings(hidden)`` (soft-capped or scaled logits) take the plain full-logits path instead.
+"""
 
 from __future__ import annotations
 
+import logging
+import weakref
+from typing import Callable
+
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
+
+from lit_alpha.models import AdapterDisabled, eval_mode
+
+log = logging.getLogger(__name__)
+
+LOGITS_PER_CHUNK = 2**26
+"""Default chunk size in logit elements (256 MiB of float32): ``chunk_tokens = LOGITS_PER_CHUNK // V``
+rows. The embedded 23-token model fits any batch in one chunk; a 150k vocabulary gets 441 rows."""
+
+# config fields that make the logits something other than ``output_embeddings(hidden)``
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
+                     "lm_head_multiplier")
+_EXACT: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakKeyDictionary()
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
@@ -42,15 +69,80 @@ def token_logprobs(
     prompt_len: int,
     with_entropy: bool = False,
     entropy_chunk_tokens: int = 1024,
+    chunk_tokens: int | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
     """``out[i, t] = log π(input_ids[i, t] | input_ids[i, :t])`` for t ≥ prompt_len, else 0.
 
-    Only the completion positions' logits are materialised (``logits_to_keep``), which matters for
-    large vocabularies. Returns ``[N, T]`` in float32, differentiable when grad is enabled.
-    With ``with_entropy`` it returns ``(logprobs, entropy)``, ``entropy[i, t]`` the full-vocabulary
-    entropy of ``π(·|input_ids[i, :t])`` (detached, ``[N, T]``, 0 before ``prompt_len``), computed from
-    the same logits in chunks of ``entropy_chunk_tokens`` positions (:func:`entropy_from_logits`).
+    Returns ``[N, T]`` in float32, differentiable when grad is enabled. With ``with_entropy`` it returns
+    ``(logprobs, entropy)``, ``entropy[i, t]`` the full-vocabulary entropy of ``π(·|input_ids[i, :t])``
+    (detached, ``[N, T]``, 0 before ``prompt_len``).
+
+    ``chunk_tokens`` bounds memory: the ``N·L`` completion positions (``L = T − prompt_len``) go through
+    the output embedding this many at a time, each chunk under activation checkpointing, so neither the
+    forward nor the backward ever holds more than one chunk's ``[chunk_tokens, V]`` logits. None: as
+    many as fit in :data:`LOGITS_PER_CHUNK` elements. 0: the plain forward, all ``[N, L, V]`` logits at
+    once (``logits_to_keep``), which is also what models with soft-capped or scaled logits, or without
+    ``get_decoder``/``get_output_embeddings``, always use. Both paths give the same numbers. ``model``
+    may be a peft ``PeftModel`` (LoRA) or a :class:`lit_alpha.models.AdapterDisabled` view of one.
     """
+    if chunk_tokens is not None and chunk_tokens < 0:
+        raise ValueError(f"chunk_tokens must be >= 0 or None, got {chunk_tokens}")
+    if not 1 <= prompt_len <= input_ids.shape[1]:
+        raise ValueError(f"prompt_len must be in [1, {input_ids.shape[1]}], got {prompt_len}")
+    if isinstance(model, AdapterDisabled):  # π_base of a LoRA policy: the policy with adapters off
+        with model.unwrapped() as inner:
+            return token_logprobs(inner, input_ids, attention_mask, prompt_len, with_entropy,
+                                  entropy_chunk_tokens, chunk_tokens)
+    no_completion = prompt_len == input_ids.shape[1]  # nothing to score: the plain path returns zeros
+    parts = None if chunk_tokens == 0 or no_completion else _backbone_and_head(model, input_ids, attention_mask)
+    if parts is None:
+        return _full_logprobs(model, input_ids, attention_mask, prompt_len, with_entropy, entropy_chunk_tokens)
+    backbone, head = parts
+    n, t = input_ids.shape
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask,
+                   position_ids=position_ids_from_mask(attention_mask), use_cache=False)
+    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # [N, T, H]
+    hidden = hidden[:, prompt_len - 1 : t - 1].reshape(-1, hidden.shape[-1])  # [N*L, H] predicting P..T-1
+    targets = input_ids[:, prompt_len:].reshape(-1)  # [N*L]
+    rows = chunk_tokens or max(1, LOGITS_PER_CHUNK // _vocab_size(model, head))
+    # one chunk: checkpointing would only add a recompute (the forward holds those logits anyway)
+    recompute = torch.is_grad_enabled() and hidden.requires_grad and hidden.shape[0] > rows
+    lps, ents = [], []
+    for start in range(0, hidden.shape[0], rows):
+        h, y = hidden[start : start + rows], targets[start : start + rows]  # [c, H], [c]
+        ent: list[Tensor] = [] if with_entropy else None
+        fn = _chunk_fn(head, ent, entropy_chunk_tokens)
+        if recompute:  # the chunk's logits are freed now and recomputed in its backward
+            lps.append(checkpoint(fn, h, y, use_reentrant=False))
+        else:
+            lps.append(fn(h, y))
+        ents.extend(ent or [])
+    lp = torch.cat(lps).reshape(n, t - prompt_len)  # [N, L]
+    lp = torch.cat([lp.new_zeros(n, prompt_len), lp], dim=1)  # [N, T]
+    if not with_entropy:
+        return lp
+    ent_all = torch.cat(ents).reshape(n, t - prompt_len)  # [N, L]
+    return lp, torch.cat([ent_all.new_zeros(n, prompt_len), ent_all], dim=1)  # [N, T], [N, T]
+
+
+def _chunk_fn(head: torch.nn.Module, ent_out: list[Tensor] | None,
+              ent_chunk: int) -> Callable[[Tensor, Tensor], Tensor]:
+    """Log-probs of one chunk: ``(h [c, H], y [c]) -> [c]``; appends the chunk's entropy ``[c]`` to
+    ``ent_out`` on its first call only (the backward's recompute needs no entropy)."""
+
+    def fn(h: Tensor, y: Tensor) -> Tensor:
+        logits = head(h).float()  # [c, V]
+        lp = logits.gather(-1, y.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)  # [c]
+        if ent_out is not None and not ent_out:
+            ent_out.append(entropy_from_logits(logits, ent_chunk))  # [c], detached
+        return lp
+
+    return fn
+
+
+def _full_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor, prompt_len: int,
+                   with_entropy: bool, entropy_chunk_tokens: int) -> Tensor | tuple[Tensor, Tensor]:
+    """The plain path: one forward that materialises the ``[N, L, V]`` completion logits."""
     n, t = input_ids.shape
     keep = t - prompt_len + 1  # logits at positions P-1 .. T-1 (the last one predicts nothing)
     out = model(
@@ -69,3 +161,75 @@ def token_logprobs(
         return lp
     ent = entropy_from_logits(out.logits, entropy_chunk_tokens)[:, :-1]  # [N, L] (contiguous: no copy)
     return lp, torch.cat([ent.new_zeros(n, prompt_len), ent], dim=1)  # [N, T], [N, T]
+
+
+def _backbone_and_head(model: torch.nn.Module, input_ids: Tensor,
+                       attention_mask: Tensor) -> tuple[torch.nn.Module, torch.nn.Module] | None:
+    """``(decoder backbone, output embedding)`` when ``logits == head(backbone(...).last_hidden_state)``
+    for ``model``, else None (the caller then takes the full-logits path).
+
+    A peft LoRA model is unwrapped to its (adapter-injected) transformers model. An FSDP-wrapped model
+    is excluded: its root's own parameters (embeddings, head) are gathered only inside its forward.
+    Known logit transforms in the config exclude a model at once; otherwise the first call per model
+    checks the claim numerically on one row of the batch (eval mode, no grad) and remembers the answer.
+    """
+    if _fsdp_wrapped(model):
+        return None
+    if hasattr(model, "get_base_model") and hasattr(model, "peft_config"):  # peft.PeftModel
+        config = getattr(model, "active_peft_config", None)
+        if config is None or getattr(config, "is_prompt_learning", False):
+            return None  # prompt tuning prepends virtual tokens: only the model's own forward is exact
+        model = model.get_base_model()
+    get_decoder = getattr(model, "get_decoder", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    if get_decoder is None or get_head is None:
+        return None
+    backbone, head = get_decoder(), get_head()
+    if backbone is None or backbone is model or head is None:
+        return None
+    config = getattr(model, "config", None)
+    configs = [config, config.get_text_config()] if hasattr(config, "get_text_config") else [config]
+    for cfg in configs:
+        for name in _LOGIT_TRANSFORMS:
+            if getattr(cfg, name, None) not in (None, 1, 1.0):
+                return None
+    exact = _EXACT.get(model)
+    if exact is None:
+        exact = _EXACT[model] = _matches_forward(model, backbone, head, input_ids[:1], attention_mask[:1])
+        if not exact:
+            log.warning("token_logprobs: %s's logits are not output_embeddings(hidden states); using the "
+                        "full-logits path (memory grows with N x L x vocabulary)", type(model).__name__)
+    return (backbone, head) if exact else None
+
+
+def _fsdp_wrapped(model: torch.nn.Module) -> bool:
+    """Is ``model`` an FSDP (1 or 2) root? Calling its submodules directly would see sharded weights."""
+    try:
+        from torch.distributed.fsdp import FSDPModule, FullyShardedDataParallel
+    except ImportError:  # a torch built without distributed
+        return False
+    return isinstance(model, (FullyShardedDataParallel, FSDPModule))
+
+
+def _vocab_size(model: torch.nn.Module, head: torch.nn.Module) -> int:
+    """Rows of the output embedding (V), from its weight or else the model config."""
+    weight = getattr(head, "weight", None)
+    if isinstance(weight, Tensor) and weight.dim() == 2:
+        return int(weight.shape[0])
+    config = getattr(model, "config", None)
+    return int(getattr(config.get_text_config() if hasattr(config, "get_text_config") else config, "vocab_size"))
+
+
+def _matches_forward(model: torch.nn.Module, backbone: torch.nn.Module, head: torch.nn.Module,
+                     input_ids: Tensor, attention_mask: Tensor) -> bool:
+    """Does ``head(backbone(x))`` reproduce ``model(x).logits`` on this ``[1, T]`` row?"""
+    keep = min(input_ids.shape[1], 8)
+    kwargs = dict(input_ids=input_ids, attention_mask=attention_mask,
+                  position_ids=position_ids_from_mask(attention_mask), use_cache=False)
+    with torch.no_grad(), eval_mode(model):
+        want = model(**kwargs, logits_to_keep=keep).logits.float()  # [1, keep, V]
+        out = backbone(**kwargs)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        got = head(hidden[:, -keep:]).float()  # [1, keep, V]
+    tol = 1e-4 if hidden.dtype == torch.float32 else 1e-2
+    return got.shape == want.shape and torch.allclose(got, want, rtol=tol, atol=tol)
