@@ -1,0 +1,167 @@
+"""Sampling throughput: lit_alpha's ``HFSampler`` vs a naive ``model.generate`` loop; step-time scaling.
+
+::
+
+    python benchmarks/bench_sampler.py --model countdown-tiny --prompts 32 --group-size 8 --repeats 3
+    python benchmarks/bench_sampler.py --model /work/models/smollm2-135m-instruct --prompts 4 --repeats 2
+    python benchmarks/bench_sampler.py --scaling --model countdown-tiny --prompts 32
+
+**Sampler comparison.** Both produce what the trainer needs from a rollout: B·G completions, their
+token ids and texts, and per token the log-prob (and the full-vocabulary entropy) of π_θ at temperature
+1. The naive loop is what one writes with ``transformers`` alone: ``model.generate(do_sample=True,
+output_logits=True, return_dict_in_generate=True)`` on the B·G left-padded prompt rows, then
+``log_softmax`` of the returned raw logits gathered at the drawn tokens, masked after the first EOS.
+Same model, prompts (lit_alpha's Countdown training stream), group size, budget, temperature/top-p
+(``top_k=0`` on generate, i.e. off), threads. Runs alternate (naive, lit_alpha, naive, ...) in one
+process; completion tokens/s is the throughput (the two draw different random numbers, so their
+completion lengths differ a little; tokens/s accounts for it).
+
+**Scaling** (``--scaling``): full lit_alpha GRPO training steps (``lit_worker.py``, one process per
+setting, so that its peak RSS is that setting's) for group sizes 4, 8, 16 at the default budget and
+budgets 16, 32, 64 at group size 8: seconds per step (mean of the steps after the first) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from common import BenchConfig, set_threads, train_records  # noqa: E402
+
+
+def naive_generate(model, tokenizer, prompts: Sequence[str], n: int, max_new_tokens: int, temperature: float,
+                   top_p: float, seed: int) -> dict[str, Any]:
+    """B·n samples with ``model.generate`` and the trainer's per-token log-probs and entropies from its logits."""
+    import torch
+    from transformers import GenerationConfig
+
+    ids = [tokenizer(p)["input_ids"] for p in prompts for _ in range(n)]
+    width = max(len(i) for i in ids)
+    pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+    input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids])  # [N, P] left-padded
+    attention_mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+    config = GenerationConfig(do_sample=True, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                              top_k=0, pad_token_id=pad, eos_token_id=eos, bos_token_id=tokenizer.bos_token_id,
+                              output_logits=True, return_dict_in_generate=True)
+    torch.manual_seed(seed)
+    model.eval()
+    with torch.no_grad():
+        out = model.generate(input_ids=input_ids, attention_mask=attention_mask, generation_config=config)
+        gen = out.sequences[:, width:]  # [N, L]
+        logp = torch.stack(out.logits, 1).float().log_softmax(-1)  # [N, L, V] π_θ at temperature 1
+        lps = logp.gather(-1, gen.unsqueeze(-1)).squeeze(-1)  # [N, L]
+        entropy = -(logp.exp() * logp).sum(-1)  # [N, L]
+        is_eos = (gen == eos).long()
+        mask = ((is_eos.cumsum(1) - is_eos) == 0).float()  # up to and including the first EOS
+    texts = tokenizer.batch_decode(gen.masked_fill(mask == 0, pad).tolist(), skip_special_tokens=True)
+    return {"logprobs": lps * mask, "entropy": entropy * mask, "mask": mask, "texts": texts}
+
+
+def compare_samplers(cfg: BenchConfig, repeats: int) -> dict[str, dict[str, float]]:
+    """Alternate naive generate and ``HFSampler`` on the same prompts; tokens/s per side (median)."""
+    import torch
+
+    from lit_alpha.models import load_policy
+    from lit_alpha.sampling import HFSampler, SamplingParams
+    from lit_alpha.tasks import CountdownTask
+
+    set_threads(cfg.threads)
+    model, tokenizer = load_policy(cfg.model)
+    task = CountdownTask()
+    batches = train_records(BenchConfig(**{**vars(cfg), "steps": repeats + 1}))
+    params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
+    sampler = HFSampler()
+    times: dict[str, list[tuple[float, float]]] = {"naive generate": [], "lit_alpha HFSampler": []}
+    for r, records in enumerate(batches):  # batch 0 warms both up and is not counted
+        prompts = [task.prompt(rec) for rec in records]
+        t = time.perf_counter()
+        naive = naive_generate(model, tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature,
+                               cfg.top_p, cfg.seed + r)
+        t_naive = time.perf_counter() - t
+        t = time.perf_counter()
+        ours = sampler.sample(model, tokenizer, prompts, cfg.group_size, params, torch.Generator().manual_seed(cfg.seed + r))
+        t_ours = time.perf_counter() - t
+        if r > 0:
+            times["naive generate"].append((t_naive, float(naive["mask"].sum())))
+            times["lit_alpha HFSampler"].append((t_ours, float(ours.completion_mask.sum())))
+        print(f"  batch {r}{' (warm-up)' if r == 0 else ''}: naive {t_naive:.3f} s, HFSampler {t_ours:.3f} s",
+              flush=True)
+    out = {}
+    for side, runs in times.items():
+        out[side] = {
+            "s_per_batch": statistics.median(t for t, _ in runs),
+            "tok_per_s": statistics.median(k / t for t, k in runs),
+            "completion_len": statistics.fmean(k for _, k in runs) / (cfg.prompts_per_step * cfg.group_size),
+        }
+    return out
+
+
+def scaling(cfg: BenchConfig, python: str, steps: int) -> list[dict[str, float]]:
+    """Full GRPO steps (``lit_worker.py``) per (group size, budget) setting, one process each."""
+    from bench_trl import run_worker
+
+    settings = [(g, cfg.max_new_tokens) for g in (4, 8, 16)] + [(8, L) for L in (16, 64)] + [(8, 32)]
+    settings = list(dict.fromkeys(settings))  # (8, default budget) once
+    log_dir = Path(tempfile.mkdtemp(prefix="bench_scaling_"))
+    rows = []
+    for g, budget in sorted(settings, key=lambda s: (s[1] != cfg.max_new_tokens, s)):
+        run_cfg = BenchConfig(**{**vars(cfg), "group_size": g, "max_new_tokens": budget, "steps": steps})
+        res = run_worker("lit", run_cfg, python, log_dir, f"scaling_g{g}_l{budget}").summary()
+        rows.append({"group_size": g, "max_new_tokens": budget, **res})
+        print(f"  G={g:2d} L={budget:3d}: {res['step_s']:.3f} s/step, peak RSS {res['peak_rss_mb']:.0f} MB", flush=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    d = BenchConfig()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", default=d.model)
+    p.add_argument("--prompts", type=int, default=d.prompts_per_step, help="prompts per batch (B)")
+    p.add_argument("--group-size", type=int, default=d.group_size)
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument("--top-p", type=float, default=d.top_p)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--repeats", type=int, default=3, help="measured batches per side (after one warm-up)")
+    p.add_argument("--scaling", action="store_true", help="the step-time/memory table instead")
+    p.add_argument("--steps", type=int, default=3, help="--scaling: training steps per setting (first excluded)")
+    a = p.parse_args(argv)
+    from lit_alpha.models import resolve_model_path
+
+    cfg = BenchConfig(model=resolve_model_path(a.model), prompts_per_step=a.prompts, group_size=a.group_size,
+                      max_new_tokens=a.max_new_tokens, threads=a.threads, temperature=a.temperature,
+                      top_p=a.top_p, seed=a.seed)
+    shape = f"{cfg.prompts_per_step} prompts x {cfg.group_size} samples, <= {cfg.max_new_tokens} new tokens"
+    if a.scaling:
+        rows = scaling(cfg, sys.executable, a.steps)
+        print(f"\nmodel: {cfg.model}; {cfg.prompts_per_step} prompts per step, {cfg.threads} thread(s); "
+              f"full GRPO steps, mean of {a.steps - 1} after the first\n")
+        print("| group size | max new tokens | s/step | sample | ref/base fwd | policy fwd | update | "
+              "compl. len | tok/s | peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(f"| {r['group_size']} | {r['max_new_tokens']} | {r['step_s']:.3f} | {r['sample_s']:.3f} | "
+                  f"{r['ref_fwd_s']:.3f} | {r['policy_fwd_s']:.3f} | {r['update_s']:.3f} | "
+                  f"{r['completion_len']:.1f} | {r['tok_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+        return
+    print(f"model: {cfg.model}; {shape}; {a.repeats} measured batches, alternating", flush=True)
+    res = compare_samplers(cfg, a.repeats)
+    naive, ours = res["naive generate"], res["lit_alpha HFSampler"]
+    print("\n| sampler | s/batch | completion tokens/s | compl. len |\n|---|---|---|---|")
+    for side, r in res.items():
+        print(f"| {side} | {r['s_per_batch']:.3f} | {r['tok_per_s']:.0f} | {r['completion_len']:.1f} |")
+    print(f"| HFSampler / naive | {ours['s_per_batch'] / naive['s_per_batch']:.2f} | "
+          f"**{ours['tok_per_s'] / naive['tok_per_s']:.2f}×** | |")
+
+
+if __name__ == "__main__":
+    main()

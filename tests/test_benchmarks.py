@@ -1,0 +1,91 @@
+"""The benchmarks run (lit_alpha side always; TRL side where its environment exists), and the
+sampler's speed paths (shared prompt prefill, finished-row compaction, inverse-CDF draws) keep the
+sampler's contract."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lit_alpha.sampling import HFSampler, SamplingParams, token_logprobs
+from lit_alpha.sampling.hf import _draw
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import bench_trl  # noqa: E402
+
+TINY = ["--model", "countdown-tiny", "--steps", "2", "--repeats", "1", "--prompts-per-step", "2",
+        "--group-size", "2", "--max-new-tokens", "8"]
+PROMPTS = ["3 7 9 12 | 59 = ", "1 2 | 3 = ", "4 4 | 16 = "]
+
+
+def test_bench_trl_lit_side_prints_its_table(capsys, tmp_path):
+    rows = bench_trl.main([*TINY, "--sides", "lit", "--json-out", str(tmp_path / "r.json")])
+    out = capsys.readouterr().out
+    assert "| side | seq/s | tok/s |" in out and "| lit_alpha |" in out
+    s = rows["lit_alpha"]
+    assert s["seq_per_s"] > 0 and s["tok_per_s"] > 0 and s["peak_rss_mb"] > 0
+    assert s["step_s"] >= s["sample_s"] + s["verify_s"] + s["ref_fwd_s"] + s["policy_fwd_s"] - 1e-9
+    assert s["ref_fwd_s"] > 0 and s["policy_fwd_s"] > 0  # lit_alpha scores the base model too
+    assert (tmp_path / "r.json").exists()
+
+
+@pytest.mark.slow
+def test_bench_trl_both_sides_when_trl_is_installed(capsys):
+    if not bench_trl.trl_available(bench_trl.DEFAULT_TRL_PYTHON):
+        pytest.skip(f"no TRL environment at {bench_trl.DEFAULT_TRL_PYTHON} (benchmarks/setup_trl.sh)")
+    rows = bench_trl.main(TINY)
+    out = capsys.readouterr().out
+    assert "| lit_alpha / TRL |" in out
+    assert rows["trl"]["ref_fwd_s"] == 0.0  # β=0, one iteration: TRL runs no reference/old forward
+    assert rows["trl"]["seq_per_s"] > 0
+
+
+def test_draw_follows_the_probabilities_and_skips_zeros():
+    probs = torch.tensor([[0.1, 0.2, 0.0, 0.3, 0.4]]).expand(100_000, 5).contiguous()
+    tok = _draw(probs, torch.Generator().manual_seed(0))
+    freq = torch.bincount(tok, minlength=5).float() / tok.numel()
+    assert freq[2] == 0
+    torch.testing.assert_close(freq, probs[0], atol=6e-3, rtol=0)  # ~4 standard errors
+    again = _draw(probs, torch.Generator().manual_seed(0))
+    assert torch.equal(tok, again)
+
+
+@pytest.fixture(scope="module")
+def policy(random_model_dir):
+    from lit_alpha.models import load_policy
+
+    return load_policy(str(random_model_dir))
+
+
+@pytest.mark.parametrize("sampler", [
+    HFSampler(share_prompt=False, compact_frac=0),  # the plain loop
+    HFSampler(compact_frac=10**6),  # compact as soon as any row finishes
+    HFSampler(max_batch=4),  # chunks of whole prompt groups
+])
+def test_speed_paths_keep_the_contract(policy, sampler):
+    model, tok = policy
+    out = sampler.sample(model, tok, PROMPTS, 4, SamplingParams(max_new_tokens=12), torch.Generator().manual_seed(3))
+    assert out.input_ids.shape[0] == 12 and len(out.completions) == 12
+    lp = token_logprobs(model, out.input_ids, out.attention_mask, out.prompt_len)
+    torch.testing.assert_close(lp * out.completion_mask, out.logprobs, atol=1e-5, rtol=0)
+    eos = tok.eos_token_id
+    for r in range(12):
+        gen = out.input_ids[r][out.completion_mask[r].bool()].tolist()
+        assert (gen[-1] == eos) != bool(out.truncated[r]) and eos not in gen[:-1]
+        assert out.entropy[r][out.completion_mask[r] == 0].abs().sum() == 0
+
+
+def test_shared_prefill_draws_what_the_plain_prefill_draws(policy):
+    """Sharing the prompt's prefill changes no sample: same generator, same completions."""
+    model, tok = policy
+    params = SamplingParams(max_new_tokens=10)
+    shared = HFSampler(compact_frac=0).sample(model, tok, PROMPTS, 3, params, torch.Generator().manual_seed(5))
+    plain = HFSampler(share_prompt=False, compact_frac=0).sample(model, tok, PROMPTS, 3, params,
+                                                                  torch.Generator().manual_seed(5))
+    assert shared.completions == plain.completions
+    torch.testing.assert_close(shared.logprobs, plain.logprobs, atol=1e-5, rtol=0)
