@@ -44,6 +44,7 @@ from typing import Any, Mapping, Sequence
 
 from lit_alpha.verifiers.base import Verdict, Verifier
 from lit_alpha.verifiers.lean import rules
+from lit_alpha.verifiers.lean.verifier import prepare_all
 
 RETRY_STATUS = (429, 502, 503, 504)
 APIS = {"check": "/api/check", "verify": "/verify"}
@@ -152,20 +153,7 @@ class KiminaLeanVerifier(Verifier):
     def verify_batch(self, records: Sequence[Mapping[str, Any]], completions: Sequence[str]) -> list[Verdict]:
         if len(records) != len(completions):
             raise ValueError(f"{len(records)} records for {len(completions)} completions")
-        out: list[Verdict | None] = []
-        jobs: list[Job] = []
-        where: list[int] = []
-        for r, c in zip(records, completions):
-            try:
-                p = self.prepare(r, c)
-            except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
-                p = Verdict(0.0, f"crash:{type(exc).__name__}")
-            if isinstance(p, Verdict):
-                out.append(p)
-            else:
-                where.append(len(out))
-                out.append(None)
-                jobs.append(p)
+        out, jobs, where = prepare_all(self.prepare, records, completions)
         chunks = [jobs[i : i + self.batch_size] for i in range(0, len(jobs), self.batch_size)]
         if len(chunks) > 1 and self.concurrency > 1:
             with ThreadPoolExecutor(min(self.concurrency, len(chunks))) as pool:

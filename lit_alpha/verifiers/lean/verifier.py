@@ -148,23 +148,34 @@ class LeanVerifier(Verifier):
     def verify_batch(self, records: Sequence[Mapping[str, Any]], completions: Sequence[str]) -> list[Verdict]:
         if len(records) != len(completions):
             raise ValueError(f"{len(records)} records for {len(completions)} completions")
-        out: list[Verdict | None] = []
-        jobs, where = [], []
-        for r, c in zip(records, completions):
-            try:
-                p = self.prepare(r, c)
-            except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
-                p = Verdict(0.0, f"crash:{type(exc).__name__}")
-            if isinstance(p, Verdict):
-                out.append(p)
-            else:
-                where.append(len(out))
-                out.append(None)
-                jobs.append(p)
+        out, jobs, where = prepare_all(self.prepare, records, completions)
         if jobs:
             for i, job, v in zip(where, jobs, self._run(jobs)):
                 out[i] = with_answer(v, job[1])
         return [v if v is not None else Verdict(0.0, "crash:lost") for v in out]
+
+
+def prepare_all(prepare, records: Sequence[Mapping[str, Any]], completions: Sequence[str]):
+    """Run ``prepare`` on every (record, completion): a row rejected before Lean (or whose prepare
+    raised: a ``crash:`` verdict, never an exception) gets its Verdict now, the others become jobs.
+
+    Returns ``(out, jobs, where)``: ``out[i]`` a Verdict or None, ``jobs[j]`` belongs to ``out[where[j]]``.
+    Shared by the REPL and kimina backends."""
+    out: list[Verdict | None] = []
+    jobs: list[Any] = []
+    where: list[int] = []
+    for r, c in zip(records, completions):
+        try:
+            p = prepare(r, c)
+        except Exception as exc:  # noqa: BLE001 - the contract is "never raises"
+            p = Verdict(0.0, f"crash:{type(exc).__name__}")
+        if isinstance(p, Verdict):
+            out.append(p)
+        else:
+            where.append(len(out))
+            out.append(None)
+            jobs.append(p)
+    return out, jobs, where
 
 
 def canonical_proof(body: str) -> str:
