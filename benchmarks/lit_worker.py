@@ -72,7 +72,7 @@ def run(cfg: BenchConfig) -> WorkerResult:
                 step_s=now - self.last,
                 sample_s=stats["perf/sample_s"],
                 verify_s=stats["perf/verify_s"],
-                ref_fwd_s=stats["perf/base_logprob_s"],
+                ref_fwd_s=stats.get("perf/base_logprob_s", 0.0),
                 policy_fwd_s=policy_fwd[0],
                 sequences=int(batch.rewards.numel()),
                 completion_tokens=float(stats["perf/completion_tokens"]),

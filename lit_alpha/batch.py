@@ -54,7 +54,8 @@ class ObjectiveInputs:
 
     logprobs: Tensor  # [N, T] per-token log π_θ, requires grad
     old_logprobs: Tensor  # [N, T] per-token log π_old (the sampling policy), detached
-    base_logprobs: Tensor  # [N, T] per-token log π_base (frozen initial policy), detached
+    base_logprobs: Tensor | None  # [N, T] per-token log π_base (frozen initial policy), detached; None
+    # when neither the objective (``needs_base``) nor the module (``score_base``) asked for them
     mask: Tensor  # [N, T] float, 1 on completion tokens
     rewards: Tensor  # [N] verifier scores in [0, 1]
     group_ids: Tensor  # [N] long, contiguous groups of equal size
@@ -74,6 +75,8 @@ class ObjectiveInputs:
 
     @property
     def seq_base_logprobs(self) -> Tensor:  # [N]
+        if self.base_logprobs is None:
+            raise ValueError("this objective reads base_logprobs but its needs_base is False")
         return (self.base_logprobs * self.mask).sum(-1)
 
     @property

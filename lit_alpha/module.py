@@ -72,6 +72,9 @@ class AlphaModule(L.LightningModule):
             ``train/skipped_steps``); this many such steps in a row stop the run with an error.
         lora: train LoRA adapters (peft) instead of all weights; π_base is then the policy with its
             adapters switched off, so the weights are held once. None: full fine-tuning.
+        score_base: score every training batch under π_base (a no-grad forward over the batch) even
+            when the objective does not read those log-probs (GRPO with β = 0, RLOO, RFT, SFT), to log
+            ``train/kl_to_base``. α-DPG and GRPO with β > 0 always score it.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class AlphaModule(L.LightningModule):
         num_threads: int = 0,
         max_bad_steps: int = 5,
         lora: LoraSpec | None = None,
+        score_base: bool = False,
     ) -> None:
         super().__init__()
         if lr <= 0:
@@ -97,6 +101,7 @@ class AlphaModule(L.LightningModule):
         if num_threads > 0:
             torch.set_num_threads(num_threads)
         self.objective = objective
+        self.score_base = score_base
         self.lr, self.weight_decay, self.betas, self.warmup_frac = lr, weight_decay, tuple(betas), warmup_frac
         self.policy, self.tokenizer = load_policy(model, dtype)
         self.lora = lora
@@ -114,6 +119,11 @@ class AlphaModule(L.LightningModule):
         # every verifier/<reason>_frac logged so far; the fault reasons are logged from the start
         self.verifier_reasons: set[str] = {f"verifier/{kind}_frac" for kind in FAULTS}
 
+    @property
+    def scores_base(self) -> bool:
+        """Are training samples scored under π_base (``score_base``, else the objective's ``needs_base``)?"""
+        return bool(self.score_base) or bool(getattr(self.objective, "needs_base", True))
+
     # -- training ----------------------------------------------------------------------------
     def training_step(self, batch: RolloutBatch, batch_idx: int) -> torch.Tensor:
         entropy = None
@@ -123,7 +133,8 @@ class AlphaModule(L.LightningModule):
             )
         else:
             logprobs = token_logprobs(self.policy, batch.input_ids, batch.attention_mask, batch.prompt_len)
-        assert batch.base_logprobs is not None, "training batches carry base log-probs"
+        if batch.base_logprobs is None and self.scores_base:
+            raise RuntimeError("this training batch carries no base log-probs but the objective needs them")
         max_steps = self.trainer.max_steps if self._trainer is not None else 0
         out = self.objective(ObjectiveInputs(
             logprobs=logprobs,  # [N, T] with grad

@@ -63,6 +63,22 @@ def test_fit_then_validate_and_test(in_tmp):
     assert state and all(k.startswith("policy.") for k in state)
 
 
+def test_grpo_beta0_skips_the_base_forward_unless_asked(in_tmp):
+    """GRPO with β = 0 never reads π_base: no base forward (no ``perf/base_logprob_s``, no KL metrics);
+    ``--model.score_base true`` brings both back; α-DPG always scores it (the a05 fit above)."""
+    tiny = [*SMALL, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2"]
+    main(["fit", "--config", str(REPO / "configs/grpo.yaml"), *tiny])
+    main(["fit", "--config", str(REPO / "configs/grpo.yaml"), *tiny, "--model.score_base", "true"])
+    scored, skipped = _run(store_client())  # newest first
+    assert "train/loss" in skipped.data.metrics and "perf/sample_s" in skipped.data.metrics
+    for key in ["perf/base_logprob_s", "train/kl_to_base", "train/kl"]:
+        assert key not in skipped.data.metrics, key
+        assert key in scored.data.metrics, key
+    history = store_client().get_metric_history(scored.info.run_id, "train/kl_to_base")
+    first = min(history, key=lambda m: m.step)
+    assert first.step == 0 and first.value == pytest.approx(0.0, abs=1e-6)  # before any update π_θ = π_base
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
 def test_every_config_parses(config, capsys):
     with pytest.raises(SystemExit) as exit_:

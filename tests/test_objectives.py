@@ -305,6 +305,38 @@ def test_grpo_first_step_equals_reinforce_with_group_mean_baseline() -> None:
     assert_close(inputs.logprobs.grad, ref.logprobs.grad)
 
 
+def test_needs_base_follows_what_the_loss_reads() -> None:
+    from lit_alpha.objectives import RLOO, GRPOPassAtK
+
+    assert AlphaDPG(alpha=0.5).needs_base and Objective().needs_base
+    assert not GRPO(beta=0.0).needs_base and GRPO(beta=0.1).needs_base
+    assert not GRPOPassAtK().needs_base and GRPOPassAtK(beta=0.1).needs_base  # subclasses follow β
+    assert not RLOO().needs_base and not RFT().needs_base and not SFT().needs_base
+
+
+def test_grpo_without_base_logprobs() -> None:
+    # β = 0 never reads π_base: the same loss and gradient as with base log-probs, minus the KL metrics
+    g = torch.Generator().manual_seed(2)
+    lp = (-torch.rand(4, 3, generator=g) * 2).tolist()
+    old = (torch.tensor(lp) + 0.3 * torch.randn(4, 3, generator=g)).tolist()  # ratios ≠ 1, some clipped
+    with_base = make_inputs(lp, [1, 0, 0, 1], 2, old=old, base=(torch.tensor(lp) - 1).tolist())
+    without = make_inputs(lp, [1, 0, 0, 1], 2, old=old)
+    without.base_logprobs = None
+    a, b = GRPO(normalizer=3.0)(with_base), GRPO(normalizer=3.0)(without)
+    assert_close(b.loss, a.loss)
+    a.loss.backward()
+    b.loss.backward()
+    assert_close(without.logprobs.grad, with_base.logprobs.grad)
+    assert "kl" in a.metrics and "kl_to_base" in a.metrics
+    assert "kl" not in b.metrics and "kl_to_base" not in b.metrics
+    assert set(a.metrics) - set(b.metrics) == {"kl", "kl_to_base"}
+    without.base_logprobs = None
+    with pytest.raises(ValueError, match="base_logprobs"):
+        GRPO(beta=0.1)(without)
+    with pytest.raises(ValueError, match="base_logprobs"):
+        AlphaDPG(alpha=0.5)(without)
+
+
 def test_grpo_validation() -> None:
     with pytest.raises(ValueError, match="aggregation"):
         GRPO(aggregation="mean")

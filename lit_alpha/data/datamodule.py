@@ -303,7 +303,8 @@ class RolloutDataModule(L.LightningDataModule):
                 generator,
                 verify=self.guard.verify_batch,
             )
-        if training:  # after the lockstep block: every rank's base forwards pair up under FSDP
+        if training and getattr(module, "scores_base", True):  # after the lockstep block: every rank's
+            # base forwards pair up under FSDP
             t0 = time.perf_counter()
             with precision(), torch.no_grad():
                 out.base_logprobs = token_logprobs(module.base, out.input_ids, out.attention_mask,

@@ -57,11 +57,12 @@ def rollout(
     stats = {
         "perf/sample_s": t1 - t0,
         "perf/verify_s": t2 - t1,
-        "perf/base_logprob_s": t3 - t2,
         "perf/completion_tokens": float(samples.completion_mask.sum()),
         "train/truncated_frac": float(samples.truncated.float().mean()),
         **samples.stats,  # the sampler's own (vLLM: perf/weight_sync_s, perf/vllm_generate_s)
     }
+    if base is not None:
+        stats["perf/base_logprob_s"] = t3 - t2
     for reason, count in count_reasons(verdicts).items():
         stats[f"verifier/{reason}_frac"] = count / max(1, len(verdicts))
     return RolloutBatch(

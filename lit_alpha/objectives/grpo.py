@@ -66,6 +66,11 @@ class GRPO(Objective):
         self.clip_eps_high = float(clip_eps if clip_eps_high is None else clip_eps_high)
         self.aggregation = aggregation
 
+    @property
+    def needs_base(self) -> bool:
+        """π_base enters the loss only through the KL penalty: β = 0 skips the base forward."""
+        return self.beta > 0
+
     def shaped_rewards(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         """The per-sample rewards ``[N]`` that the group normalisation sees (the verifier's, here)."""
         return inputs.rewards.detach().to(inputs.logprobs.dtype), {}
@@ -88,7 +93,6 @@ class GRPO(Objective):
         pad = mask <= 0  # [N, T]; zero padded positions so that garbage there cannot make NaN
         logp = inputs.logprobs.masked_fill(pad, 0.0)  # [N, T] with grad
         old = inputs.old_logprobs.detach().to(logp.dtype).masked_fill(pad, 0.0)  # [N, T]
-        base = inputs.base_logprobs.detach().to(logp.dtype).masked_fill(pad, 0.0)  # [N, T]
         a = advantages.detach().to(logp.dtype)[:, None]  # [N, 1]
 
         ratio = (logp - old).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO).exp()  # [N, T]
@@ -97,9 +101,15 @@ class GRPO(Objective):
         gate, gate_metrics = self.token_gate(inputs)  # [N, T] 0/1 or None
         if gate is not None:
             surrogate = surrogate * gate.detach().to(surrogate.dtype)
-        delta = (base - logp).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # [N, T] log π_base/π_θ
-        k3 = delta.exp() - delta - 1.0  # [N, T] ≥ 0
-        per_token = -surrogate + self.beta * k3  # [N, T]
+        per_token = -surrogate  # [N, T]
+        k3 = None
+        if inputs.base_logprobs is not None:  # always there when β > 0 (needs_base)
+            base = inputs.base_logprobs.detach().to(logp.dtype).masked_fill(pad, 0.0)  # [N, T]
+            delta = (base - logp).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # [N, T] log π_base/π_θ
+            k3 = delta.exp() - delta - 1.0  # [N, T] ≥ 0
+            per_token = per_token + self.beta * k3
+        elif self.beta > 0:
+            raise ValueError("GRPO with beta > 0 needs base_logprobs")
 
         n_tokens = mask.sum().clamp_min(1.0)
         if self.aggregation == "constant":
@@ -111,9 +121,7 @@ class GRPO(Objective):
 
         with torch.no_grad():
             clipped = ((ratio > hi) & (a > 0)) | ((ratio < lo) & (a < 0))  # [N, T] clip active
-            metrics = {
-                "clip_frac": (clipped.to(mask.dtype) * mask).sum() / n_tokens,
-                "kl": (k3 * mask).sum() / n_tokens,
-                **gate_metrics,
-            }
+            metrics = {"clip_frac": (clipped.to(mask.dtype) * mask).sum() / n_tokens, **gate_metrics}
+            if k3 is not None:
+                metrics["kl"] = (k3 * mask).sum() / n_tokens
         return loss, metrics

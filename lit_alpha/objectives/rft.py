@@ -25,6 +25,10 @@ class RFT(Objective):
         super().__init__(normalizer)
         self.threshold = float(threshold)
 
+    @property
+    def needs_base(self) -> bool:  # the loss reads rewards and π_θ only
+        return False
+
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         keep = (inputs.rewards.detach() >= self.threshold).to(inputs.logprobs.dtype)  # [N] 0/1
         metrics = {"kept_frac": keep.mean(), **success_fracs(inputs.rewards, inputs.group_ids)}

@@ -28,6 +28,10 @@ class RLOO(Objective):
         normalizer: the constant C dividing the summed token log-likelihood.
     """
 
+    @property
+    def needs_base(self) -> bool:  # the loss reads rewards and π_θ only
+        return False
+
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         r = inputs.rewards.detach().to(inputs.logprobs.dtype)  # [N]
         adv = r - leave_one_out_baseline(r, inputs.group_ids)  # [N]

@@ -19,6 +19,10 @@ class SFT(Objective):
         normalizer: the constant C dividing the summed token log-likelihood.
     """
 
+    @property
+    def needs_base(self) -> bool:  # the loss reads rewards and π_θ only
+        return False
+
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         n = inputs.logprobs.shape[0]
         return torch.ones(n, dtype=inputs.logprobs.dtype, device=inputs.logprobs.device), {}

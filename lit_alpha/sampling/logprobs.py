@@ -99,10 +99,8 @@ def token_logprobs(
         return _full_logprobs(model, input_ids, attention_mask, prompt_len, with_entropy, entropy_chunk_tokens)
     backbone, head = parts
     n, t = input_ids.shape
-    out = backbone(input_ids=input_ids, attention_mask=attention_mask,
-                   position_ids=position_ids_from_mask(attention_mask), use_cache=False)
-    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # [N, T, H]
-    hidden = hidden[:, prompt_len - 1 : t - 1].reshape(-1, hidden.shape[-1])  # [N*L, H] predicting P..T-1
+    hidden = _completion_hidden(backbone, input_ids, attention_mask, prompt_len)  # [N, L, H]
+    hidden = hidden.reshape(-1, hidden.shape[-1])  # [N*L, H] predicting P..T-1
     targets = input_ids[:, prompt_len:].reshape(-1)  # [N*L]
     rows = chunk_tokens or max(1, LOGITS_PER_CHUNK // _vocab_size(model, head))
     # one chunk: checkpointing would only add a recompute (the forward holds those logits anyway)
@@ -123,6 +121,51 @@ def token_logprobs(
         return lp
     ent_all = torch.cat(ents).reshape(n, t - prompt_len)  # [N, L]
     return lp, torch.cat([ent_all.new_zeros(n, prompt_len), ent_all], dim=1)  # [N, T], [N, T]
+
+
+def prompt_groups(input_ids: Tensor, attention_mask: Tensor, prompt_len: int) -> Tensor | None:
+    """``[N]``: the index of each row's prompt among the distinct prompts, when rows that share a prompt
+    are contiguous (the sampler's layout: a prompt's n samples are rows ``i·n … i·n+n−1``); None when
+    no two neighbouring rows share their prompt (nothing to gain)."""
+    ids = input_ids[:, :prompt_len] * attention_mask[:, :prompt_len]  # [N, P] (padding ids ignored)
+    mask = attention_mask[:, :prompt_len]
+    new = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)  # [N] row starts a new prompt
+    new[1:] = (ids[1:] != ids[:-1]).any(-1) | (mask[1:] != mask[:-1]).any(-1)
+    if bool(new.all()):
+        return None
+    return new.long().cumsum(0) - 1
+
+
+def _completion_hidden(backbone: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor,
+                       prompt_len: int) -> Tensor:
+    """The backbone's last hidden states at positions ``P−1 … T−2`` (those that predict the completion
+    tokens): ``[N, L, H]``.
+
+    Rows that share a prompt (:func:`prompt_groups`) share its computation: the prompt runs once per
+    distinct prompt with a KV cache, the cache is gathered to the rows (``batch_select_indices``, a
+    differentiable index), and the completions run on top of it. With the sampler's n samples per
+    prompt this removes (n−1)/n of the prompt's forward and backward. Same numbers as one forward over
+    the whole rows (up to float rounding); models whose cache cannot be gathered take the plain path.
+    """
+    t = input_ids.shape[1]
+    position_ids = position_ids_from_mask(attention_mask)  # [N, T]
+    # HF turns the cache off under gradient checkpointing in training: nothing could be shared then
+    checkpointed = bool(getattr(backbone, "gradient_checkpointing", False)) and backbone.training
+    groups = None if checkpointed else prompt_groups(input_ids, attention_mask, prompt_len)
+    if groups is not None:
+        firsts = torch.nonzero(torch.diff(groups, prepend=groups.new_full((1,), -1))).squeeze(-1)  # [B]
+        pre = backbone(input_ids=input_ids[firsts, :prompt_len], attention_mask=attention_mask[firsts, :prompt_len],
+                        position_ids=position_ids[firsts, :prompt_len], use_cache=True)
+        cache = getattr(pre, "past_key_values", None)
+        if callable(getattr(cache, "batch_select_indices", None)):
+            cache.batch_select_indices(groups)  # [B, ...] -> [N, ...]
+            last = pre.last_hidden_state[:, -1:][groups]  # [N, 1, H] predicts token P
+            tail = backbone(input_ids=input_ids[:, prompt_len:], attention_mask=attention_mask,
+                            position_ids=position_ids[:, prompt_len:], past_key_values=cache, use_cache=True)
+            return torch.cat([last, tail.last_hidden_state[:, :-1]], dim=1)  # [N, L, H]
+    out = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
+    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # [N, T, H]
+    return hidden[:, prompt_len - 1 : t - 1]
 
 
 def _chunk_fn(head: torch.nn.Module, ent_out: list[Tensor] | None,
