@@ -65,8 +65,29 @@ def naive_generate(model, tokenizer, prompts: Sequence[str], n: int, max_new_tok
     return {"logprobs": lps * mask, "entropy": entropy * mask, "mask": mask, "texts": texts}
 
 
+def naive_generate_per_prompt(model, tokenizer, prompts: Sequence[str], n: int, max_new_tokens: int,
+                              temperature: float, top_p: float, seed: int) -> dict[str, Any]:
+    """The loop one writes first: :func:`naive_generate` once per prompt (its n samples as one batch),
+    results concatenated (the shorter completions right-padded)."""
+    import torch
+
+    parts = [naive_generate(model, tokenizer, [p], n, max_new_tokens, temperature, top_p, seed + i)
+             for i, p in enumerate(prompts)]
+    width = max(part["mask"].shape[1] for part in parts)
+
+    def cat(key: str) -> Any:
+        return torch.cat([torch.nn.functional.pad(part[key], (0, width - part[key].shape[1])) for part in parts])
+
+    return {"logprobs": cat("logprobs"), "entropy": cat("entropy"), "mask": cat("mask"),
+            "texts": [t for part in parts for t in part["texts"]]}
+
+
+SIDES = ("generate, one call per prompt", "generate, one batched call", "lit_alpha HFSampler")
+
+
 def compare_samplers(cfg: BenchConfig, repeats: int) -> dict[str, dict[str, float]]:
-    """Alternate naive generate and ``HFSampler`` on the same prompts; tokens/s per side (median)."""
+    """Alternate the two naive generate loops and ``HFSampler`` on the same prompts; tokens/s per side
+    (median over the measured batches)."""
     import torch
 
     from lit_alpha.models import load_policy
@@ -79,21 +100,25 @@ def compare_samplers(cfg: BenchConfig, repeats: int) -> dict[str, dict[str, floa
     batches = train_records(BenchConfig(**{**vars(cfg), "steps": repeats + 1}))
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     sampler = HFSampler()
-    times: dict[str, list[tuple[float, float]]] = {"naive generate": [], "lit_alpha HFSampler": []}
-    for r, records in enumerate(batches):  # batch 0 warms both up and is not counted
+    times: dict[str, list[tuple[float, float]]] = {side: [] for side in SIDES}
+    naive_args = (cfg.group_size, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    runs = {
+        SIDES[0]: lambda prompts, r: naive_generate_per_prompt(model, tokenizer, prompts, *naive_args, cfg.seed + r)["mask"],
+        SIDES[1]: lambda prompts, r: naive_generate(model, tokenizer, prompts, *naive_args, cfg.seed + r)["mask"],
+        SIDES[2]: lambda prompts, r: sampler.sample(model, tokenizer, prompts, cfg.group_size, params,
+                                                    torch.Generator().manual_seed(cfg.seed + r)).completion_mask,
+    }
+    for r, records in enumerate(batches):  # batch 0 warms every side up and is not counted
         prompts = [task.prompt(rec) for rec in records]
-        t = time.perf_counter()
-        naive = naive_generate(model, tokenizer, prompts, cfg.group_size, cfg.max_new_tokens, cfg.temperature,
-                               cfg.top_p, cfg.seed + r)
-        t_naive = time.perf_counter() - t
-        t = time.perf_counter()
-        ours = sampler.sample(model, tokenizer, prompts, cfg.group_size, params, torch.Generator().manual_seed(cfg.seed + r))
-        t_ours = time.perf_counter() - t
-        if r > 0:
-            times["naive generate"].append((t_naive, float(naive["mask"].sum())))
-            times["lit_alpha HFSampler"].append((t_ours, float(ours.completion_mask.sum())))
-        print(f"  batch {r}{' (warm-up)' if r == 0 else ''}: naive {t_naive:.3f} s, HFSampler {t_ours:.3f} s",
-              flush=True)
+        line = []
+        for side, run in runs.items():
+            t = time.perf_counter()
+            mask = run(prompts, r)
+            elapsed = time.perf_counter() - t
+            if r > 0:
+                times[side].append((elapsed, float(mask.sum())))
+            line.append(f"{side} {elapsed:.3f} s")
+        print(f"  batch {r}{' (warm-up)' if r == 0 else ''}: " + ", ".join(line), flush=True)
     out = {}
     for side, runs in times.items():
         out[side] = {
@@ -155,12 +180,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     print(f"model: {cfg.model}; {shape}; {a.repeats} measured batches, alternating", flush=True)
     res = compare_samplers(cfg, a.repeats)
-    naive, ours = res["naive generate"], res["lit_alpha HFSampler"]
-    print("\n| sampler | s/batch | completion tokens/s | compl. len |\n|---|---|---|---|")
+    ours = res[SIDES[2]]
+    print("\n| sampler | s/batch | completion tokens/s | compl. len | HFSampler speed-up (tokens/s) |\n"
+          "|---|---|---|---|---|")
     for side, r in res.items():
-        print(f"| {side} | {r['s_per_batch']:.3f} | {r['tok_per_s']:.0f} | {r['completion_len']:.1f} |")
-    print(f"| HFSampler / naive | {ours['s_per_batch'] / naive['s_per_batch']:.2f} | "
-          f"**{ours['tok_per_s'] / naive['tok_per_s']:.2f}×** | |")
+        ratio = "" if side == SIDES[2] else f"**{ours['tok_per_s'] / r['tok_per_s']:.2f}×**"
+        print(f"| {side} | {r['s_per_batch']:.3f} | {r['tok_per_s']:.0f} | {r['completion_len']:.1f} | {ratio} |")
 
 
 if __name__ == "__main__":

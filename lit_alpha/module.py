@@ -250,7 +250,14 @@ class AlphaModule(L.LightningModule):
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.policy.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay)
+        # the fused kernel (one pass per tensor) is the same update as the default per-op loop, and 6x
+        # faster on CPU (0.07 vs 0.45 s per step for SmolLM2-135M, docs/performance.md). Not under
+        # mixed precision: Lightning's AMP plugin refuses to clip gradients for a fused optimizer.
+        precision = str(getattr(self._trainer, "precision", "32-true")) if self._trainer is not None else "32-true"
+        fused = (precision.endswith("-true") and bool(params)
+                 and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params))
+        opt = torch.optim.AdamW(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay,
+                                fused=fused or None)
         max_steps = self.trainer.max_steps if self.trainer and self.trainer.max_steps > 0 else 0
         warmup = math.ceil(self.warmup_frac * max_steps)
 

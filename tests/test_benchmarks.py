@@ -89,3 +89,38 @@ def test_shared_prefill_draws_what_the_plain_prefill_draws(policy):
                                                                   torch.Generator().manual_seed(5))
     assert shared.completions == plain.completions
     torch.testing.assert_close(shared.logprobs, plain.logprobs, atol=1e-5, rtol=0)
+
+
+def test_bench_sampler_compares_three_samplers(capsys):
+    import bench_sampler
+
+    bench_sampler.main(["--model", "countdown-tiny", "--prompts", "2", "--group-size", "3", "--repeats", "1",
+                        "--max-new-tokens", "8"])
+    out = capsys.readouterr().out
+    for side in bench_sampler.SIDES:
+        assert f"| {side} |" in out
+    assert out.count("×**") == 2  # HFSampler's speed-up over each generate loop
+
+
+@pytest.mark.parametrize("per_prompt", [False, True])
+def test_naive_generate_baselines_record_the_policys_logprobs(per_prompt):
+    """The baselines do the sampler's job: their recorded log-probs are π_θ's for the drawn tokens."""
+    import bench_sampler
+    from lit_alpha.models import load_policy
+
+    model, tok = load_policy("countdown-tiny")
+    fn = bench_sampler.naive_generate_per_prompt if per_prompt else bench_sampler.naive_generate
+    out = fn(model, tok, PROMPTS, 3, 8, 1.0, 1.0, seed=0)
+    mask = out["mask"]
+    assert mask.shape[0] == len(PROMPTS) * 3 and len(out["texts"]) == mask.shape[0]
+    assert (mask.sum(1) >= 1).all()
+    # re-score the texts with the trainer's token_logprobs: same per-sequence totals
+    enc = [tok(p)["input_ids"] for p in PROMPTS for _ in range(3)]
+    got = out["logprobs"].sum(1)
+    for i, (ids, text) in enumerate(zip(enc, out["texts"])):
+        comp = tok(text, add_special_tokens=False)["input_ids"][: int(mask[i].sum())]
+        if len(comp) < int(mask[i].sum()):  # the sample ended with EOS, which decoding drops
+            comp = comp + [tok.eos_token_id]
+        row = torch.tensor([ids + comp])
+        lp = token_logprobs(model, row, torch.ones_like(row), len(ids))
+        torch.testing.assert_close(lp.sum(), got[i], atol=1e-4, rtol=1e-4)

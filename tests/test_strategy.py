@@ -241,3 +241,20 @@ def test_decoder_fsdp_fit_on_gpus(precision, tmp_path) -> None:
             "--trainer.devices", devices, "--trainer.precision", precision)
     runs, hist = run_metrics(tmp_path)
     assert runs[0].info.status == "FINISHED" and all(math.isfinite(v) for _, v in hist["train/loss"])
+
+
+def test_optimizer_is_fused_in_full_precision_only() -> None:
+    """Fused AdamW (the same update, one kernel per tensor) in 32-true; the per-op one under AMP, whose
+    Lightning plugin cannot clip a fused optimizer's gradients (the bf16-mixed fit above runs it)."""
+    from types import SimpleNamespace
+
+    from lit_alpha.module import AlphaModule
+
+    module = AlphaModule("countdown-tiny")
+    try:
+        module._trainer = SimpleNamespace(precision="32-true", max_steps=0)
+        assert module.configure_optimizers()["optimizer"].defaults["fused"] is True
+        module._trainer = SimpleNamespace(precision="bf16-mixed", max_steps=0)
+        assert not module.configure_optimizers()["optimizer"].defaults["fused"]
+    finally:
+        module._trainer = None
