@@ -145,6 +145,28 @@ def scaling(cfg: BenchConfig, python: str, steps: int) -> list[dict[str, float]]
     return rows
 
 
+def format_sampler_table(res: dict[str, dict[str, float]]) -> str:
+    """Markdown: one row per sampler, with HFSampler's tokens/s speed-up over each generate loop."""
+    ours = res[SIDES[2]]
+    lines = ["| sampler | s/batch | completion tokens/s | compl. len | HFSampler speed-up (tokens/s) |",
+             "|---|---|---|---|---|"]
+    for side, r in res.items():
+        ratio = "" if side == SIDES[2] else f"**{ours['tok_per_s'] / r['tok_per_s']:.2f}×**"
+        lines.append(f"| {side} | {r['s_per_batch']:.3f} | {r['tok_per_s']:.0f} | {r['completion_len']:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def format_scaling_table(rows: list[dict[str, float]]) -> str:
+    """Markdown: one row per (group size, budget) setting."""
+    lines = ["| group size | max new tokens | s/step | sample | ref/base fwd | policy fwd | update | compl. len | "
+             "tok/s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['group_size']} | {r['max_new_tokens']} | {r['step_s']:.3f} | {r['sample_s']:.3f} | "
+                     f"{r['ref_fwd_s']:.3f} | {r['policy_fwd_s']:.3f} | {r['update_s']:.3f} | "
+                     f"{r['completion_len']:.1f} | {r['tok_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     d = BenchConfig()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -171,21 +193,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows = scaling(cfg, sys.executable, a.steps)
         print(f"\nmodel: {cfg.model}; {cfg.prompts_per_step} prompts per step, {cfg.threads} thread(s); "
               f"full GRPO steps, mean of {a.steps - 1} after the first\n")
-        print("| group size | max new tokens | s/step | sample | ref/base fwd | policy fwd | update | "
-              "compl. len | tok/s | peak RSS MB |\n|---|---|---|---|---|---|---|---|---|---|")
-        for r in rows:
-            print(f"| {r['group_size']} | {r['max_new_tokens']} | {r['step_s']:.3f} | {r['sample_s']:.3f} | "
-                  f"{r['ref_fwd_s']:.3f} | {r['policy_fwd_s']:.3f} | {r['update_s']:.3f} | "
-                  f"{r['completion_len']:.1f} | {r['tok_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+        print(format_scaling_table(rows))
         return
     print(f"model: {cfg.model}; {shape}; {a.repeats} measured batches, alternating", flush=True)
-    res = compare_samplers(cfg, a.repeats)
-    ours = res[SIDES[2]]
-    print("\n| sampler | s/batch | completion tokens/s | compl. len | HFSampler speed-up (tokens/s) |\n"
-          "|---|---|---|---|---|")
-    for side, r in res.items():
-        ratio = "" if side == SIDES[2] else f"**{ours['tok_per_s'] / r['tok_per_s']:.2f}×**"
-        print(f"| {side} | {r['s_per_batch']:.3f} | {r['tok_per_s']:.0f} | {r['completion_len']:.1f} | {ratio} |")
+    print("\n" + format_sampler_table(compare_samplers(cfg, a.repeats)))
 
 
 if __name__ == "__main__":

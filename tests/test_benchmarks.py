@@ -124,3 +124,18 @@ def test_naive_generate_baselines_record_the_policys_logprobs(per_prompt):
         row = torch.tensor([ids + comp])
         lp = token_logprobs(model, row, torch.ones_like(row), len(ids))
         torch.testing.assert_close(lp.sum(), got[i], atol=1e-4, rtol=1e-4)
+
+
+def test_one_command_runs_all_three_parts(capsys):
+    import bench
+
+    out = bench.main(["--model", "countdown-tiny", "--steps", "2", "--repeats", "1", "--prompts-per-step", "2",
+                      "--group-size", "2", "--max-new-tokens", "8", "--sampler-prompts", "2",
+                      "--sampler-repeats", "1", "--scaling-steps", "2", "--sides", "lit"])
+    printed = capsys.readouterr().out
+    assert "## 1." in printed and "## 2." in printed and "## 3." in printed and "## Headline" in printed
+    assert out["trl"]["lit_alpha"]["seq_per_s"] > 0
+    assert set(out["sampler"]) == set(bench.bench_sampler.SIDES)
+    settings = [(r["group_size"], r["max_new_tokens"]) for r in out["scaling"]]
+    assert settings[:3] == [(4, 8), (8, 8), (16, 8)] and (8, 16) in settings  # group sizes, then budgets
+    assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in out["scaling"])
