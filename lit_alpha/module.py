@@ -162,10 +162,26 @@ class AlphaModule(L.LightningModule):
         self.log("perf/peak_rss_mb", peak_rss_mb(), batch_size=size)
         self.log("train/distinct_correct", self._distinct_correct(batch).mean(), batch_size=size)
         self._step_skipped = False
-        if not torch.isfinite(out.loss):
-            self._skip_step(f"non-finite loss {float(out.loss.detach())}")
-            return None  # Lightning skips backward and the optimizer update; the step still counts
+        finite = bool(torch.isfinite(out.loss))
+        if not self._all_ranks(finite):
+            self._skip_step(f"non-finite loss {float(out.loss.detach())}" if not finite
+                            else "non-finite loss on another process")
+            if self._world() == 1:
+                return None  # Lightning skips backward and the optimizer update; the step still counts
+            # several processes must all run the backward (its gradient all-reduce pairs them up): run one
+            # through the same graph whose gradients, zero or NaN, on_before_optimizer_step drops
+            return 0.0 * logprobs.nan_to_num(0.0, 0.0, 0.0).sum()
         return out.loss
+
+    def _world(self) -> int:
+        return int(getattr(self._trainer, "world_size", 1) or 1) if self._trainer is not None else 1
+
+    def _all_ranks(self, ok: bool) -> bool:
+        """Is ``ok`` true on every process? (One all-reduce of a scalar under DDP/FSDP; ``ok`` alone.)"""
+        if self._world() == 1:
+            return ok
+        bad = torch.tensor(0.0 if ok else 1.0, device=self.device)
+        return float(self.trainer.strategy.reduce(bad, reduce_op="sum")) == 0.0
 
     # -- numerics guard: a NaN/inf loss or gradient skips the update, too many in a row stop the run --
     def _skip_step(self, why: str) -> None:
@@ -182,14 +198,21 @@ class AlphaModule(L.LightningModule):
             )
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Before clipping and the update: drop non-finite gradients (the update becomes a no-op)."""
-        if not self._step_skipped:
-            params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        """Before clipping and the update: drop non-finite gradients (the update becomes a no-op).
+
+        With several processes the verdict is agreed by all (FSDP ranks each hold a shard of the
+        gradients), so every rank skips the same steps and the replicas stay identical."""
+        params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        if self._step_skipped:  # a non-finite loss (several processes: the stand-in backward ran)
+            for p in params:
+                p.grad = None  # AdamW leaves parameters without a gradient untouched
+        else:
             norms = torch._foreach_norm([p.grad for p in params], float("inf")) if params else []  # max |g|
-            if params and not bool(torch.isfinite(torch.stack(list(norms))).all()):
+            finite = not params or bool(torch.isfinite(torch.stack(list(norms))).all())
+            if not self._all_ranks(finite):
                 for p in params:
-                    p.grad = None  # AdamW leaves parameters without a gradient untouched
-                self._skip_step("non-finite gradient")
+                    p.grad = None
+                self._skip_step("non-finite gradient" if not finite else "non-finite gradient on another process")
             else:
                 self.bad_streak = 0
         self.log("train/skipped_steps", float(self.skipped_steps))

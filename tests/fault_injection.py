@@ -59,14 +59,19 @@ class NaNAt(AlphaDPG):
     Args:
         loss_steps: optimizer steps with a NaN loss; ``[-1]``: every step.
         grad_steps: optimizer steps with a finite loss but a NaN gradient.
+        ranks: the processes where the faults happen (empty: all).
     """
 
-    def __init__(self, loss_steps: list[int] = [], grad_steps: list[int] = []) -> None:  # noqa: B006
+    def __init__(self, loss_steps: list[int] = [], grad_steps: list[int] = [],  # noqa: B006
+                 ranks: list[int] = []) -> None:  # noqa: B006
         super().__init__(alpha=0.5, normalizer=32.0)
-        self.loss_steps, self.grad_steps = list(loss_steps), list(grad_steps)
+        self.loss_steps, self.grad_steps, self.ranks = list(loss_steps), list(grad_steps), list(ranks)
 
     def __call__(self, inputs: ObjectiveInputs) -> ObjectiveOutput:
         out = super().__call__(inputs)
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        if self.ranks and rank not in self.ranks:
+            return out
         if inputs.step in self.loss_steps or -1 in self.loss_steps:
             out.loss = out.loss * float("nan")
         if inputs.step in self.grad_steps:

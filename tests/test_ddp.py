@@ -263,7 +263,7 @@ def run_metrics(cwd: Path) -> tuple[list, dict[str, list[tuple[int, float]]]]:
     client = MlflowClient(f"sqlite:///{cwd / 'mlruns/mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("lit_alpha").experiment_id])
     hist = {k: [(m.step, m.value) for m in client.get_metric_history(runs[0].info.run_id, k)]
-            for k in ("val/pass_at_1", "val/pass_at_4", "val/distinct_correct", "train/loss")}
+            for k in ("val/pass_at_1", "val/pass_at_4", "val/distinct_correct", "train/loss", "train/skipped_steps")}
     return runs, hist
 
 
@@ -312,3 +312,37 @@ def test_offline_rft_under_ddp_trains_each_rank_its_share_of_the_cached_step(tmp
             row = recorded(tmp_path, rank)[step]
             assert row["problem_ids"] == [p for p in want[2 * rank : 2 * rank + 2] for _ in range(4)]
             assert row["group_ids"] == [0] * 4 + [1] * 4
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (EMBEDDED["countdown-tiny"] / "config.json").exists(), reason="needs the embedded model")
+@pytest.mark.parametrize("fault", ["loss", "grad"])
+def test_a_nonfinite_step_on_one_rank_is_skipped_on_both(fault, tmp_path) -> None:
+    """A NaN loss (or gradient) on rank 1 only: both ranks skip that step, the run goes on and finishes,
+    and the two replicas stay identical (DDP checks that its parameters agree at every step)."""
+    probe = {"class_path": "test_ddp.ParamDigest", "init_args": {"out": str(tmp_path / "probe")}}
+    cli_fit(tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.max_steps", "3",
+            "--model.objective.class_path", "fault_injection.NaNAt",
+            f"--model.objective.init_args.{fault}_steps", "[1]", "--model.objective.init_args.ranks", "[1]",
+            callbacks=[probe])
+    runs, hist = run_metrics(tmp_path)
+    assert runs[0].info.status == "FINISHED"
+    assert hist["train/skipped_steps"] == [(0, 0.0), (1, 1.0), (2, 1.0)]
+    digests = [json.loads((tmp_path / "probe" / f"digest{r}.json").read_text()) for r in range(2)]
+    assert digests[0] == digests[1]  # the same weights on both ranks after every step
+    assert digests[0]["1"] == digests[0]["0"] and digests[0]["2"] != digests[0]["1"]  # step 1 changed nothing
+
+
+class ParamDigest(L.Callback):
+    """After each optimizer step, a checksum of the policy's weights, per rank, to ``out/digest<rank>.json``."""
+
+    def __init__(self, out: str) -> None:
+        self.out = Path(out)
+        self.digests: dict[str, float] = {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
+        with torch.no_grad():
+            total = sum(float(p.double().abs().sum()) for p in pl_module.policy.parameters())
+        self.digests[str(trainer.global_step - 1)] = total
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / f"digest{trainer.global_rank}.json").write_text(json.dumps(self.digests))

@@ -63,7 +63,9 @@ def test_chunked_equals_full_logits(model, batch, chunk_tokens):
 
     assert got_lp.shape == got_ent.shape == (N, T) and got_lp.dtype == torch.float32
     assert (got_lp[:, :P] == 0).all() and (got_ent[:, :P] == 0).all()  # prompt positions are 0
-    assert (got_lp[:, P:] < 0).all() and (got_ent[:, P:] > 0).all()
+    comp = batch[1][:, P:].bool()  # [N, L] completion tokens; padding after them scores 0
+    assert (got_lp[:, P:][comp] < 0).all() and (got_ent[:, P:][comp] > 0).all()
+    assert (got_lp[:, P:][~comp] == 0).all() and (got_ent[:, P:][~comp] == 0).all() and (~comp).any()
     torch.testing.assert_close(got_lp, want_lp, rtol=0, atol=1e-6)
     torch.testing.assert_close(got_ent, want_ent, rtol=0, atol=1e-6)
     assert not got_ent.requires_grad
@@ -81,7 +83,7 @@ def test_full_path_is_the_plain_log_softmax(model, batch):
         want = logits[:, P - 1 : -1].log_softmax(-1).gather(-1, ids[:, P:, None]).squeeze(-1)  # [N, L]
         for chunk_tokens in (0, 5):
             got = token_logprobs(model, ids, mask, P, chunk_tokens=chunk_tokens)
-            torch.testing.assert_close(got[:, P:], want, rtol=0, atol=1e-5)
+            torch.testing.assert_close(got[:, P:], want * mask[:, P:], rtol=0, atol=1e-5)
 
 
 def test_no_grad_path_and_default_signature(model, batch):

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_alpha.sampling.logprobs import prompt_groups, token_logprobs
+from lit_alpha.sampling.layout import prompt_groups
+from lit_alpha.sampling.logprobs import token_logprobs
 
 P, L, V = 6, 5, 97
 T = P + L
@@ -98,9 +99,11 @@ def test_each_prompt_runs_once(model):
     ids, mask = _grouped_batch()  # 6 rows, 3 distinct prompts
     model(input_ids=ids[:1], attention_mask=mask[:1])  # warm the exactness check (one row, full length)
     shapes = _embedded_shapes(model, lambda: token_logprobs(model, ids, mask, P))
-    assert shapes == [(3, P), (6, L)]
+    assert shapes[0] == (3, P)  # the 3 prompts once, then only completions, each row once
+    assert sum(rows for rows, _ in shapes[1:]) == 6 and all(width <= L for _, width in shapes[1:])
     distinct = ids[[0, 3, 4]], mask[[0, 3, 4]]
-    assert _embedded_shapes(model, lambda: token_logprobs(model, *distinct, P)) == [(3, T)]
+    shapes = _embedded_shapes(model, lambda: token_logprobs(model, *distinct, P))
+    assert sum(rows for rows, _ in shapes) == 3 and all(P < width <= T for _, width in shapes)
 
 
 def test_gradient_checkpointing_takes_the_plain_path(model):
@@ -114,7 +117,55 @@ def test_gradient_checkpointing_takes_the_plain_path(model):
     finally:
         model.gradient_checkpointing_disable()
         model.eval()
-    assert (6, T) in shapes and (3, P) not in shapes
+    assert sum(rows for rows, _ in shapes) == 6 and all(width > P for _, width in shapes)  # whole rows
     torch.testing.assert_close(got * mask, want * mask, rtol=1e-5, atol=1e-5)
     for name, g in want_grads.items():
         torch.testing.assert_close(got_grads[name], g, rtol=1e-5, atol=1e-6, msg=name)
+
+
+# ---------------------------------------------------------------- length buckets
+def test_length_buckets_cover_every_row_at_its_width():
+    from lit_alpha.sampling.layout import MIN_SAVING, length_buckets
+
+    g = torch.Generator().manual_seed(0)
+    extent = torch.cat([torch.randint(3, 12, (200,), generator=g), torch.tensor([64, 60])])  # two long outliers
+    buckets = length_buckets(extent, overhead=0)
+    assert 1 < len(buckets) <= 4
+    rows = torch.cat([r for r, _ in buckets])
+    assert sorted(rows.tolist()) == list(range(202))  # every row exactly once
+    for r, width in buckets:
+        assert int(extent[r].max()) == width  # each bucket runs at its longest row's width, no wider
+    padded = sum(len(r) * w for r, w in buckets)
+    assert padded <= (1 - MIN_SAVING) * 202 * 64 and padded < 0.3 * 202 * 64  # vs all rows at width 64
+    # equal lengths, or too little to save: one bucket at the common width
+    assert [(len(r), w) for r, w in length_buckets(torch.full((8,), 5), 0)] == [(8, 5)]
+    assert len(length_buckets(torch.tensor([9, 10, 10, 10]), overhead=0)) == 1
+    # a long prompt that every row reruns (no sharing) makes buckets less worth it
+    assert len(length_buckets(torch.tensor([2, 2, 2, 10]), overhead=100)) == 1
+    assert len(length_buckets(torch.tensor([2, 2, 2, 10]), overhead=0)) == 2
+
+
+def _distinct_varied_batch(n=8):
+    """Distinct prompts (no sharing) and completions of very different lengths (buckets)."""
+    g = torch.Generator().manual_seed(7)
+    ids = torch.randint(1, V, (n, T), generator=g)
+    mask = torch.ones(n, T, dtype=torch.long)
+    for row in range(n):
+        pad, end = row % 3, P + (1 if row < n - 1 else L)  # all one-token completions but the last
+        mask[row, :pad] = 0
+        mask[row, end:] = 0
+    return ids.masked_fill(mask == 0, 0), mask
+
+
+@pytest.mark.parametrize("batch", ["grouped", "distinct"])
+def test_bucketed_rows_equal_one_forward_per_row_and_padding_is_zero(model, batch):
+    ids, mask = _grouped_batch((1, 5, 2), (0, 1, 3)) if batch == "grouped" else _distinct_varied_batch()
+    want_lp, want_ent, want_grads = _run(model, ids, mask, chunk_tokens=0)
+    got_lp, got_ent, got_grads = _run(model, ids, mask, chunk_tokens=None)
+    torch.testing.assert_close(got_lp, want_lp, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got_ent, want_ent, rtol=1e-5, atol=1e-5)
+    for name, want in want_grads.items():
+        torch.testing.assert_close(got_grads[name], want, rtol=1e-5, atol=1e-6, msg=name)
+    for lp in (got_lp, want_lp, got_ent, want_ent):  # padding and prompt positions are exactly 0
+        assert (lp[mask == 0] == 0).all() and (lp[:, :P] == 0).all()
+    assert (got_lp[:, P:][mask[:, P:] == 1] < 0).all()

@@ -47,7 +47,7 @@ def test_sampler_entropy_matches_training_forward(tiny) -> None:
         logits = model(input_ids=out.input_ids, attention_mask=out.attention_mask,
                        position_ids=(out.attention_mask.cumsum(-1) - 1).clamp_min(0)).logits
     direct = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)[:, out.prompt_len - 1 : -1]  # [N, L]
-    assert_close(ent[:, out.prompt_len :], direct, atol=1e-5, rtol=0)
+    assert_close(ent[:, out.prompt_len :], direct * out.completion_mask[:, out.prompt_len :], atol=1e-5, rtol=0)
     assert not ent.requires_grad
 
 

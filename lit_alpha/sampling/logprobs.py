@@ -20,6 +20,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from lit_alpha.models import AdapterDisabled, eval_mode
+from lit_alpha.sampling.layout import completion_states, prompt_groups  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
@@ -71,11 +72,13 @@ def token_logprobs(
     entropy_chunk_tokens: int = 1024,
     chunk_tokens: int | None = None,
 ) -> Tensor | tuple[Tensor, Tensor]:
-    """``out[i, t] = log π(input_ids[i, t] | input_ids[i, :t])`` for t ≥ prompt_len, else 0.
+    """``out[i, t] = log π(input_ids[i, t] | input_ids[i, :t])`` for t ≥ prompt_len where
+    ``attention_mask[i, t]`` is 1 (completion tokens), else 0 (prompt, padding).
 
     Returns ``[N, T]`` in float32, differentiable when grad is enabled. With ``with_entropy`` it returns
     ``(logprobs, entropy)``, ``entropy[i, t]`` the full-vocabulary entropy of ``π(·|input_ids[i, :t])``
-    (detached, ``[N, T]``, 0 before ``prompt_len``).
+    (detached, ``[N, T]``, 0 where the log-prob is 0). Only completion tokens run through the output
+    layer, and shared prompts and padding are not run through the backbone (:mod:`lit_alpha.sampling.layout`).
 
     ``chunk_tokens`` bounds memory: the ``N·L`` completion positions (``L = T − prompt_len``) go through
     the output embedding this many at a time, each chunk under activation checkpointing, so neither the
@@ -99,9 +102,8 @@ def token_logprobs(
         return _full_logprobs(model, input_ids, attention_mask, prompt_len, with_entropy, entropy_chunk_tokens)
     backbone, head = parts
     n, t = input_ids.shape
-    hidden = _completion_hidden(backbone, input_ids, attention_mask, prompt_len)  # [N, L, H]
-    hidden = hidden.reshape(-1, hidden.shape[-1])  # [N*L, H] predicting P..T-1
-    targets = input_ids[:, prompt_len:].reshape(-1)  # [N*L]
+    # valid completion positions only: shared prompts run once, padding is bucketed away (layout.py)
+    hidden, targets, dest = completion_states(backbone, input_ids, attention_mask, prompt_len)  # [M, H], [M], [M]
     rows = chunk_tokens or max(1, LOGITS_PER_CHUNK // _vocab_size(model, head))
     # one chunk: checkpointing would only add a recompute (the forward holds those logits anyway)
     recompute = torch.is_grad_enabled() and hidden.requires_grad and hidden.shape[0] > rows
@@ -115,57 +117,16 @@ def token_logprobs(
         else:
             lps.append(fn(h, y))
         ents.extend(ent or [])
-    lp = torch.cat(lps).reshape(n, t - prompt_len)  # [N, L]
-    lp = torch.cat([lp.new_zeros(n, prompt_len), lp], dim=1)  # [N, T]
+    lp = _scatter(torch.cat(lps), dest, n, t, prompt_len)  # [N, T]
     if not with_entropy:
         return lp
-    ent_all = torch.cat(ents).reshape(n, t - prompt_len)  # [N, L]
-    return lp, torch.cat([ent_all.new_zeros(n, prompt_len), ent_all], dim=1)  # [N, T], [N, T]
+    return lp, _scatter(torch.cat(ents), dest, n, t, prompt_len)  # [N, T], [N, T]
 
 
-def prompt_groups(input_ids: Tensor, attention_mask: Tensor, prompt_len: int) -> Tensor | None:
-    """``[N]``: the index of each row's prompt among the distinct prompts, when rows that share a prompt
-    are contiguous (the sampler's layout: a prompt's n samples are rows ``i·n … i·n+n−1``); None when
-    no two neighbouring rows share their prompt (nothing to gain)."""
-    ids = input_ids[:, :prompt_len] * attention_mask[:, :prompt_len]  # [N, P] (padding ids ignored)
-    mask = attention_mask[:, :prompt_len]
-    new = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)  # [N] row starts a new prompt
-    new[1:] = (ids[1:] != ids[:-1]).any(-1) | (mask[1:] != mask[:-1]).any(-1)
-    if bool(new.all()):
-        return None
-    return new.long().cumsum(0) - 1
-
-
-def _completion_hidden(backbone: torch.nn.Module, input_ids: Tensor, attention_mask: Tensor,
-                       prompt_len: int) -> Tensor:
-    """The backbone's last hidden states at positions ``P−1 … T−2`` (those that predict the completion
-    tokens): ``[N, L, H]``.
-
-    Rows that share a prompt (:func:`prompt_groups`) share its computation: the prompt runs once per
-    distinct prompt with a KV cache, the cache is gathered to the rows (``batch_select_indices``, a
-    differentiable index), and the completions run on top of it. With the sampler's n samples per
-    prompt this removes (n−1)/n of the prompt's forward and backward. Same numbers as one forward over
-    the whole rows (up to float rounding); models whose cache cannot be gathered take the plain path.
-    """
-    t = input_ids.shape[1]
-    position_ids = position_ids_from_mask(attention_mask)  # [N, T]
-    # HF turns the cache off under gradient checkpointing in training: nothing could be shared then
-    checkpointed = bool(getattr(backbone, "gradient_checkpointing", False)) and backbone.training
-    groups = None if checkpointed else prompt_groups(input_ids, attention_mask, prompt_len)
-    if groups is not None:
-        firsts = torch.nonzero(torch.diff(groups, prepend=groups.new_full((1,), -1))).squeeze(-1)  # [B]
-        pre = backbone(input_ids=input_ids[firsts, :prompt_len], attention_mask=attention_mask[firsts, :prompt_len],
-                        position_ids=position_ids[firsts, :prompt_len], use_cache=True)
-        cache = getattr(pre, "past_key_values", None)
-        if callable(getattr(cache, "batch_select_indices", None)):
-            cache.batch_select_indices(groups)  # [B, ...] -> [N, ...]
-            last = pre.last_hidden_state[:, -1:][groups]  # [N, 1, H] predicts token P
-            tail = backbone(input_ids=input_ids[:, prompt_len:], attention_mask=attention_mask,
-                            position_ids=position_ids[:, prompt_len:], past_key_values=cache, use_cache=True)
-            return torch.cat([last, tail.last_hidden_state[:, :-1]], dim=1)  # [N, L, H]
-    out = backbone(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, use_cache=False)
-    hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]  # [N, T, H]
-    return hidden[:, prompt_len - 1 : t - 1]
+def _scatter(values: Tensor, dest: Tensor, n: int, t: int, prompt_len: int) -> Tensor:
+    """``[M]`` values at flat completion positions ``dest`` → ``[N, T]``, 0 elsewhere (differentiable)."""
+    flat = values.new_zeros(n * (t - prompt_len)).index_put((dest,), values)  # [N*L]
+    return torch.cat([values.new_zeros(n, prompt_len), flat.reshape(n, t - prompt_len)], dim=1)
 
 
 def _chunk_fn(head: torch.nn.Module, ent_out: list[Tensor] | None,
@@ -198,11 +159,12 @@ def _full_logprobs(model: torch.nn.Module, input_ids: Tensor, attention_mask: Te
     logits = out.logits[:, :-1].float()  # [N, L, V] predicting tokens P .. T-1
     targets = input_ids[:, prompt_len:]  # [N, L]
     picked = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [N, L]
-    lp = picked - torch.logsumexp(logits, dim=-1)  # [N, L]
+    valid = attention_mask[:, prompt_len:].bool()  # [N, L]: 0 where the completion is padding
+    lp = (picked - torch.logsumexp(logits, dim=-1)).masked_fill(~valid, 0.0)  # [N, L]
     lp = torch.cat([lp.new_zeros(n, prompt_len), lp], dim=1)  # [N, T]
     if not with_entropy:
         return lp
-    ent = entropy_from_logits(out.logits, entropy_chunk_tokens)[:, :-1]  # [N, L] (contiguous: no copy)
+    ent = entropy_from_logits(out.logits, entropy_chunk_tokens)[:, :-1].masked_fill(~valid, 0.0)  # [N, L]
     return lp, torch.cat([ent.new_zeros(n, prompt_len), ent], dim=1)  # [N, T], [N, T]
 
 
