@@ -18,6 +18,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from torch.autograd.graph import increment_version
 from jsonargparse import lazy_instance
 
 from lit_alpha.batch import ObjectiveInputs, RolloutBatch
@@ -216,6 +217,18 @@ class AlphaModule(L.LightningModule):
             else:
                 self.bad_streak = 0
         self.log("train/skipped_steps", float(self.skipped_steps))
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The update, then a version bump of every updated parameter: the fused CPU AdamW writes the
+        weights without bumping their in-place version counters, which is how :class:`VLLMSampler`
+        (and anything else watching ``Tensor._version``) tells that the weights changed."""
+        super().optimizer_step(*args, **kwargs)
+        optimizer = args[2] if len(args) > 2 else kwargs.get("optimizer")
+        inner = getattr(optimizer, "optimizer", optimizer)  # Lightning's LightningOptimizer wrapper
+        if inner is not None and inner.defaults.get("fused"):
+            updated = [p for group in inner.param_groups for p in group["params"] if p.grad is not None]
+            if updated:
+                increment_version(updated)
 
     # -- evaluation: pass@k and distinct correct answers on held-out problems ----------------
     def _metrics_for(self, stage: str, n: int) -> tuple[PassAtK, DistinctCorrect]:

@@ -258,3 +258,33 @@ def test_optimizer_is_fused_in_full_precision_only() -> None:
         assert not module.configure_optimizers()["optimizer"].defaults["fused"]
     finally:
         module._trainer = None
+
+
+def test_an_update_bumps_every_parameters_version(tmp_path) -> None:
+    """The fused AdamW writes weights without bumping ``Tensor._version``; the module bumps them, since
+    that is how the vLLM sampler tells that the weights changed and must be pushed again."""
+    import lightning as L
+
+    from lit_alpha.data.datamodule import RolloutDataModule
+    from lit_alpha.module import AlphaModule
+    from lit_alpha.tasks import CountdownTask
+
+    seen: list[list[int]] = []
+
+    class Versions(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            seen.append([p._version for p in pl_module.policy.parameters()])
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            seen.append([p._version for p in pl_module.policy.parameters()])
+
+    module = AlphaModule("countdown-tiny", lr=1e-3)
+    data = RolloutDataModule(task=CountdownTask(num_val=2, num_test=2), prompts_per_step=2, n_samples=2,
+                             max_new_tokens=6)
+    trainer = L.Trainer(max_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, limit_val_batches=0, accelerator="cpu", devices=1,
+                        default_root_dir=tmp_path, callbacks=[Versions()])
+    trainer.fit(module, data)
+    assert trainer.optimizers[0].defaults["fused"] is True
+    before, after = seen
+    assert all(b < a for b, a in zip(before, after))
