@@ -169,3 +169,14 @@ def test_bucketed_rows_equal_one_forward_per_row_and_padding_is_zero(model, batc
     for lp in (got_lp, want_lp, got_ent, want_ent):  # padding and prompt positions are exactly 0
         assert (lp[mask == 0] == 0).all() and (lp[:, :P] == 0).all()
     assert (got_lp[:, P:][mask[:, P:] == 1] < 0).all()
+
+
+def test_no_completion_token_at_all_gives_zeros_that_still_backpropagate(model):
+    ids, mask = _grouped_batch()
+    mask = mask.clone()
+    mask[:, P:] = 0  # every completion empty (all padding)
+    model.zero_grad(set_to_none=True)
+    lp, ent = token_logprobs(model, ids, mask, P, with_entropy=True)
+    assert lp.shape == ent.shape == ids.shape and (lp == 0).all() and (ent == 0).all()
+    lp.sum().backward()  # a loss over no tokens: zero gradients, no error
+    assert all(p.grad is None or (p.grad == 0).all() for p in model.parameters())

@@ -107,7 +107,8 @@ def token_logprobs(
     rows = chunk_tokens or max(1, LOGITS_PER_CHUNK // _vocab_size(model, head))
     # one chunk: checkpointing would only add a recompute (the forward holds those logits anyway)
     recompute = torch.is_grad_enabled() and hidden.requires_grad and hidden.shape[0] > rows
-    lps, ents = [], []
+    # no completion token at all: empty, but still on the graph (a loss over it backpropagates zeros)
+    lps, ents = ([hidden.sum(-1)], [hidden.new_zeros(0)]) if hidden.shape[0] == 0 else ([], [])
     for start in range(0, hidden.shape[0], rows):
         h, y = hidden[start : start + rows], targets[start : start + rows]  # [c, H], [c]
         ent: list[Tensor] = [] if with_entropy else None
