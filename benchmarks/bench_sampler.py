@@ -34,7 +34,7 @@ from typing import Any, Sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import BenchConfig, set_threads, train_records  # noqa: E402
+from common import BenchConfig, add_run_args, set_threads, train_records  # noqa: E402
 
 
 def naive_generate(model, tokenizer, prompts: Sequence[str], n: int, max_new_tokens: int, temperature: float,
@@ -173,12 +173,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=d.model)
     p.add_argument("--prompts", type=int, default=d.prompts_per_step, help="prompts per batch (B)")
-    p.add_argument("--group-size", type=int, default=d.group_size)
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--top-p", type=float, default=d.top_p)
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_run_args(p)
     p.add_argument("--repeats", type=int, default=3, help="measured batches per side (after one warm-up)")
     p.add_argument("--scaling", action="store_true", help="the step-time/memory table instead")
     p.add_argument("--steps", type=int, default=3, help="--scaling: training steps per setting (first excluded)")

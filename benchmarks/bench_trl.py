@@ -32,7 +32,7 @@ from typing import Sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import PHASES, BenchConfig, WorkerResult, worker_env  # noqa: E402
+from common import PHASES, BenchConfig, WorkerResult, add_run_args, worker_env  # noqa: E402
 
 DEFAULT_TRL_PYTHON = os.environ.get("LIT_ALPHA_TRL_PYTHON", "/work/venv-trl/bin/python")
 SIDES = {"lit": ("lit_alpha", "lit_worker.py"), "trl": ("trl", "trl_worker.py")}
@@ -100,14 +100,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, B
     p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps per run (first = warm-up)")
     p.add_argument("--repeats", type=int, default=2, help="alternating lit_alpha/TRL pairs of runs")
     p.add_argument("--prompts-per-step", type=int, default=d.prompts_per_step)
-    p.add_argument("--group-size", type=int, default=d.group_size)
-    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    p.add_argument("--threads", type=int, default=d.threads)
+    add_run_args(p)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--clip-eps", type=float, default=d.clip_eps)
-    p.add_argument("--temperature", type=float, default=d.temperature)
-    p.add_argument("--top-p", type=float, default=d.top_p)
-    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--sides", default="lit,trl", help="comma-separated: lit, trl")
     p.add_argument("--lit-python", default=sys.executable, help="python for the lit_alpha worker")
     p.add_argument("--trl-python", default=DEFAULT_TRL_PYTHON, help="python of the TRL environment")

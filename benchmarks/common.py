@@ -175,6 +175,17 @@ def versions() -> dict[str, str]:
     return out
 
 
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    """The sampling/run options both benchmark scripts take, defaulting to :class:`BenchConfig`'s."""
+    d = BenchConfig()
+    p.add_argument("--group-size", type=int, default=d.group_size)
+    p.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--temperature", type=float, default=d.temperature)
+    p.add_argument("--top-p", type=float, default=d.top_p)
+    p.add_argument("--seed", type=int, default=d.seed)
+
+
 def worker_args(description: str) -> argparse.Namespace:
     """``--config JSON --out PATH``: the command line every worker takes."""
     parser = argparse.ArgumentParser(description=description)

@@ -66,13 +66,10 @@ class Objective:
     """
 
     needs_entropy: bool = False
-
-    @property
-    def needs_base(self) -> bool:
-        """Does the loss read π_base's log-probs (``inputs.base_logprobs``)? When False the trainer may
-        skip scoring the samples under the frozen base, a no-grad forward over the whole batch (about a
-        fifth of a step); ``train/kl_to_base`` is then not logged. True unless a subclass knows better."""
-        return True
+    needs_base: bool = True
+    """Does the loss read π_base's log-probs (``inputs.base_logprobs``)? When False the trainer skips
+    scoring the samples under the frozen base, a no-grad forward over the whole batch (about a fifth of
+    a step), and ``train/kl_to_base`` is not logged. A class attribute, or a property (GRPO: β > 0)."""
 
     def __init__(self, normalizer: float = 1024.0) -> None:
         if normalizer <= 0:

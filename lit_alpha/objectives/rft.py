@@ -25,9 +25,7 @@ class RFT(Objective):
         super().__init__(normalizer)
         self.threshold = float(threshold)
 
-    @property
-    def needs_base(self) -> bool:  # the loss reads rewards and π_θ only
-        return False
+    needs_base = False  # the loss reads rewards and π_θ only
 
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         keep = (inputs.rewards.detach() >= self.threshold).to(inputs.logprobs.dtype)  # [N] 0/1

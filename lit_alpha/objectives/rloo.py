@@ -28,9 +28,7 @@ class RLOO(Objective):
         normalizer: the constant C dividing the summed token log-likelihood.
     """
 
-    @property
-    def needs_base(self) -> bool:  # the loss reads rewards and π_θ only
-        return False
+    needs_base = False  # the loss reads rewards and π_θ only
 
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         r = inputs.rewards.detach().to(inputs.logprobs.dtype)  # [N]

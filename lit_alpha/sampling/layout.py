@@ -32,6 +32,11 @@ MIN_SAVING = 0.1
 _DP_LEVELS = 64  # lengths are rounded up to at most this many levels for the bucket search
 
 
+def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
+    """Positions that ignore left padding, so a padded row sees the positions it would alone."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # [N, T]
+
+
 def prompt_groups(input_ids: Tensor, attention_mask: Tensor, prompt_len: int) -> Tensor | None:
     """``[N]``: the index of each row's prompt among the distinct prompts, when rows that share a prompt
     are contiguous (the sampler's layout: a prompt's n samples are rows ``i·n … i·n+n−1``); None when
@@ -103,7 +108,7 @@ def completion_states(backbone: torch.nn.Module, input_ids: Tensor, attention_ma
     comp = attention_mask[:, prompt_len:].bool()  # [N, L]
     span = torch.arange(1, t - prompt_len + 1, device=comp.device)  # [L]
     extent = (comp * span).amax(-1)  # [N] one past each row's last valid completion position
-    position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # [N, T] (left padding ignored)
+    position_ids = position_ids_from_mask(attention_mask)  # [N, T]
     # HF turns the cache off under gradient checkpointing in training: nothing could be shared then
     checkpointed = bool(getattr(backbone, "gradient_checkpointing", False)) and backbone.training
     groups = None if checkpointed else prompt_groups(input_ids, attention_mask, prompt_len)

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from lit_alpha.models import AdapterDisabled, eval_mode
-from lit_alpha.sampling.layout import completion_states, prompt_groups  # noqa: F401 (re-exported)
+from lit_alpha.sampling.layout import completion_states, position_ids_from_mask
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,6 @@ rows. The embedded 23-token model fits any batch in one chunk; a 150k vocabulary
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier",
                      "lm_head_multiplier")
 _EXACT: "weakref.WeakKeyDictionary[torch.nn.Module, bool]" = weakref.WeakKeyDictionary()
-
-
-def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
-    """Positions that ignore left padding, so a padded row sees the positions it would alone."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)  # [N, T]
 
 
 def entropy_from_logits(logits: Tensor, chunk_tokens: int = 1024) -> Tensor:
