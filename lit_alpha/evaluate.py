@@ -42,17 +42,23 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from lit_alpha.metrics.target import target_divergences
 from lit_alpha.frontier import (EVAL_ARTIFACT_DIR, KIND_TAG, default_ks, pass_at_k_per_problem,
                                 shannon_entropy, simpson_index)
 
 INVALID = "<invalid>"
+TARGET_COLUMNS = ("fkl_to_target", "alpha_div_to_target")
+"""Per-problem divergences to the filtered base (:mod:`lit_alpha.metrics.target`); None where the base
+table has no correct sample."""
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 
 
 # -- the table ----------------------------------------------------------------------------
 def problem_row(record: Mapping[str, Any], rewards: Sequence[float], answers: Sequence[str | None],
-                reasons: Sequence[str] = ()) -> dict[str, Any]:
-    """One problem's row from its n verdicts (``rewards`` ≥ 1 is correct; ``answers`` canonical or None)."""
+                reasons: Sequence[str] = (), samples: Sequence[str] = ()) -> dict[str, Any]:
+    """One problem's row from its n verdicts (``rewards`` ≥ 1 is correct; ``answers`` canonical or None).
+    ``samples``: each completion's token ids (``"id id id"``); the correct ones are kept with their
+    counts as ``correct_samples``, exact samples of the target when the policy is the base model."""
     correct = Counter(a if a is not None else INVALID for r, a in zip(rewards, answers) if r >= 1.0)
     every = Counter(a if a is not None else INVALID for a in answers)
     row: dict[str, Any] = {"problem_id": str(record["id"])}
@@ -68,6 +74,8 @@ def problem_row(record: Mapping[str, Any], rewards: Sequence[float], answers: Se
         "correct_answers": dict(correct.most_common()),
         "answers": dict(every.most_common()),
     })
+    if samples:
+        row["correct_samples"] = dict(Counter(s for r, s in zip(rewards, samples) if r >= 1.0).most_common())
     if reasons:
         row["reasons"] = dict(Counter(str(r).split(":")[0] for r in reasons).most_common())
     return row
@@ -81,6 +89,11 @@ def summarize(rows: Sequence[Mapping[str, Any]], ks: Sequence[int] | None = None
     out = {f"pass_at_{k}": float(pass_at_k_per_problem(n, c, k).mean()) for k in ks}
     for col in ("distinct_correct", "answer_entropy", "answer_simpson", "correct_entropy", "correct_simpson"):
         out[col] = float(np.mean([r[col] for r in rows]))
+    for col in TARGET_COLUMNS:  # over the problems the base solves (None elsewhere)
+        values = [r[col] for r in rows if r.get(col) is not None]
+        if values:
+            out[col] = float(np.mean(values))
+            out[f"{col}_problems"] = float(len(values))
     out["problems"] = float(len(rows))
     return out
 
@@ -101,6 +114,7 @@ def evaluate_policy(policy, tokenizer, task, records: Sequence[Mapping[str, Any]
     import torch
 
     from lit_alpha.data.rollout import rollout
+    from lit_alpha.metrics.target import completion_ids
 
     rows: list[dict[str, Any]] = []
     policy.eval()
@@ -115,9 +129,10 @@ def evaluate_policy(policy, tokenizer, task, records: Sequence[Mapping[str, Any]
                             **({"verify": verify} if verify is not None else {}))
         rewards, answers = batch.rewards.tolist(), batch.answers or [None] * len(batch.rewards)
         reasons = batch.reasons or []
+        samples = completion_ids(batch.input_ids, batch.completion_mask, batch.prompt_len)
         for j, record in enumerate(chunk):
             sl = slice(j * n, (j + 1) * n)
-            rows.append(problem_row(record, rewards[sl], answers[sl], reasons[sl]))
+            rows.append(problem_row(record, rewards[sl], answers[sl], reasons[sl], samples[sl]))
         if log is not None and (len(rows) % 25 < len(chunk) or len(rows) == len(records)):
             log(f"  {split}: {len(rows)}/{len(records)} problems, {time.perf_counter() - start:.0f}s")
     return rows
@@ -204,6 +219,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="directory for the table files (default: a temp dir when "
                                                        "logging to MLflow, else eval/)")
     parser.add_argument("--no_mlflow", action="store_true", help="only write the files")
+    parser.add_argument("--target", default="base",
+                        help="samples of the target p ∝ π_base·v for the divergence columns: the name of the run "
+                             "whose eval table of the same split holds the base model's correct samples (default "
+                             "'base'; evaluating the base model itself uses its own samples), a path to such an "
+                             "eval_<split>.jsonl, or 'none'")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="α of the reported α-divergence to the target (default: the run's α-DPG α, if constant)")
     args, overrides = parser.parse_known_args(argv)
     if args.n < 1 or args.problems_per_batch < 1:
         print("error: --n and --problems_per_batch must be >= 1", file=sys.stderr)
@@ -282,6 +304,12 @@ def _run_evaluation(args: argparse.Namespace, cli, module, dm) -> int:
                                    split, args.eval_seed, args.problems_per_batch,
                                    log=lambda m: print(m, file=sys.stderr),
                                    verify=getattr(getattr(dm, "guard", None), "verify_batch", None))
+            target = _target_rows(args, client, settings, split, rows, ckpt)
+            if target is not None:
+                alpha = args.alpha if args.alpha is not None else _run_alpha(module)
+                div = target_divergences(module.policy, module.base, module.tokenizer, dm.task, records, target, alpha)
+                for row in rows:
+                    row.update({col: None for col in TARGET_COLUMNS} | div.get(row["problem_id"], {}))
             summary = summarize(rows)
             info = {"split": split, "n": args.n, "eval_seed": args.eval_seed, "ckpt_path": ckpt, "step": step,
                     "problems_per_batch": args.problems_per_batch, "seconds": time.perf_counter() - t0,
@@ -306,6 +334,36 @@ def _run_evaluation(args: argparse.Namespace, cli, module, dm) -> int:
             client.set_terminated(run_id)
         print(f"logged to MLflow run {run_id}")
     return 0
+
+
+def _run_alpha(module) -> float | None:
+    """The run's α when its objective is α-DPG with a constant α, else None."""
+    alpha = getattr(module.objective, "alpha", None)
+    return float(alpha) if isinstance(alpha, (int, float)) else None
+
+
+def _target_rows(args: argparse.Namespace, client, settings, split: str, rows, ckpt) -> list | None:
+    """The table whose correct samples are samples of the target (None: no divergence columns)."""
+    from lit_alpha.frontier import load_tables, read_table
+
+    spec = str(args.target)
+    if spec.lower() == "none":
+        return None
+    if spec.endswith(".jsonl"):
+        if not Path(spec).is_file():
+            raise ValueError(f"target: no such file {spec!r}")
+        return read_table(spec)
+    if ckpt is None and (args.run_name or "base") == spec:
+        return rows  # the base model itself: its own verified samples are the target's
+    if client is None:
+        print(f"note: no divergence to the target (no MLflow store to find run {spec!r} in)", file=sys.stderr)
+        return None
+    found = load_tables(str(settings["tracking_uri"]), settings["experiment_name"], split, runs=[spec])
+    if spec not in found:
+        print(f"note: no divergence to the target: no run {spec!r} with an eval_{split} table "
+              f"(evaluate the base model first)", file=sys.stderr)
+        return None
+    return found[spec][1]
 
 
 def _param(key: str, value: Any):

@@ -267,6 +267,14 @@ def load_experiment(tracking_uri: str, experiment: str, split: str = "val",
                     runs: Sequence[str] | None = None) -> list[RunResult]:
     """Every run of ``experiment`` that has an ``eval/eval_<split>.jsonl`` artifact (the latest such
     run of each name wins; ``frontier`` runs are skipped; ``runs`` keeps only these names)."""
+    found = [RunResult.from_rows(name, rows, run_id)
+             for name, (run_id, rows) in load_tables(tracking_uri, experiment, split, runs).items()]
+    return sorted(found, key=lambda r: (r.name != "base", r.name))
+
+
+def load_tables(tracking_uri: str, experiment: str, split: str = "val",
+                runs: Sequence[str] | None = None) -> dict[str, tuple[str, list[dict[str, Any]]]]:
+    """``{run name: (run id, table rows)}`` for the runs :func:`load_experiment` reads."""
     from mlflow.tracking import MlflowClient
 
     from lit_alpha.tracking import normalize_tracking_uri
@@ -278,7 +286,7 @@ def load_experiment(tracking_uri: str, experiment: str, split: str = "val",
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         raise ValueError(f"no MLflow experiment named {experiment!r} in {tracking_uri}")
-    found: dict[str, RunResult] = {}
+    found: dict[str, tuple[str, list[dict[str, Any]]]] = {}
     artifact = f"{EVAL_ARTIFACT_DIR}/eval_{split}.jsonl"
     with tempfile.TemporaryDirectory() as tmp:
         for run in client.search_runs([exp.experiment_id], order_by=["attributes.start_time DESC"], max_results=5000):
@@ -291,8 +299,8 @@ def load_experiment(tracking_uri: str, experiment: str, split: str = "val",
             if artifact not in names:
                 continue
             local = client.download_artifacts(run.info.run_id, artifact, tmp)
-            found[name] = RunResult.from_rows(name, read_table(local), run.info.run_id)
-    return sorted(found.values(), key=lambda r: (r.name != "base", r.name))
+            found[name] = (run.info.run_id, read_table(local))
+    return found
 
 
 def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -> list[Path]:

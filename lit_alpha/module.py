@@ -146,6 +146,7 @@ class AlphaModule(L.LightningModule):
             group_ids=batch.group_ids,
             entropy=entropy,
             old_entropy=batch.old_entropy,
+            from_base=batch.from_base,
             step=int(self.global_step),
             max_steps=max(0, int(max_steps or 0)),
         ))
@@ -158,8 +159,10 @@ class AlphaModule(L.LightningModule):
         self.log("train/completion_len", batch.completion_mask.sum(-1).mean(), batch_size=size)
         # the sampler's recorded log-probs vs this forward: ~1e-7 for the HF sampler, more with vLLM/fp16
         # (offline RFT: old = π_base, so this is the policy's drift from the base instead)
-        gap = (logprobs.detach() - batch.old_logprobs).abs() * batch.completion_mask  # [N, T]
-        self.log("perf/logprob_mismatch", gap.sum() / batch.completion_mask.sum().clamp_min(1), batch_size=size)
+        on_policy = batch.completion_mask if batch.from_base is None else \
+            batch.completion_mask * (~batch.from_base)[:, None]  # [N, T] (π_base rows: not the sampler's policy)
+        gap = (logprobs.detach() - batch.old_logprobs).abs() * on_policy  # [N, T]
+        self.log("perf/logprob_mismatch", gap.sum() / on_policy.sum().clamp_min(1), batch_size=size)
         self.log("perf/peak_rss_mb", peak_rss_mb(), batch_size=size)
         self.log("train/distinct_correct", self._distinct_correct(batch).mean(), batch_size=size)
         self._step_skipped = False

@@ -216,6 +216,7 @@ def pretrain(
     warmup: int = 100,
     weight_decay: float = 0.0,
     p_correct: float = 1.0,
+    attempts: Literal["table", "sampled"] = "table",
     hidden: int = 128,
     layers: int = 4,
     heads: int = 4,
@@ -246,6 +247,10 @@ def pretrain(
         p_correct: fraction of attempts that are correct solutions (the rest are random misses).
             1.0 by default: at 0.5 this budget gives a model barely above the random guesser; the
             tiny model's own arithmetic errors already make most of its samples wrong.
+        attempts: where correct attempts come from. ``table``: uniform over every distinct
+            solution text (enumerated once per training multiset; feasible up to 4 numbers).
+            ``sampled``: the random expression that defined the problem's target, i.e. the random
+            guesser's distribution conditioned on being correct (no enumeration: 5+ numbers).
         hidden: hidden size (intermediate size is 4x).
         layers: transformer layers.
         heads: attention heads.
@@ -274,11 +279,11 @@ def pretrain(
     print(f"model: {n_params:,} parameters; vocab {len(tok)}", flush=True)
 
     key = (n_numbers, max_number, min_target, max_target)
-    table = None
-    if solutions_cache is not None and Path(solutions_cache).exists():
+    table = {} if attempts == "sampled" else None
+    if table is None and solutions_cache is not None and Path(solutions_cache).exists():
         cached = pickle.loads(Path(solutions_cache).read_bytes())
         table = cached["table"] if cached.get("key") == key else None
-    if table is None:
+    if table is None:  # attempts == "table"
         table = solution_table(task.multisets("train"), min_target, max_target)
         if solutions_cache is not None:
             Path(solutions_cache).write_bytes(pickle.dumps({"key": key, "table": table}))
@@ -298,10 +303,16 @@ def pretrain(
     history = []
     step = 0
     for step in range(1, steps + 1):
-        recs = [task.sample_train(rng) for _ in range(batch_size)]
+        if attempts == "sampled":
+            pairs = [task.sample_solved("train", 0, rng) for _ in range(batch_size)]
+            recs = [r for r, _ in pairs]
+            texts = [t if rng.random() < p_correct else make_attempt(r["numbers"], r["target"], table, rng, 0.0)
+                     for r, t in pairs]
+        else:
+            recs = [task.sample_train(rng) for _ in range(batch_size)]
+            texts = [make_attempt(r["numbers"], r["target"], table, rng, p_correct) for r in recs]
         prompts = [task.prompt(r) for r in recs]
-        attempts = [make_attempt(r["numbers"], r["target"], table, rng, p_correct) for r in recs]
-        ids, labels = encode_batch(tok, prompts, attempts)
+        ids, labels = encode_batch(tok, prompts, texts)
         loss = model(input_ids=ids, labels=labels).loss  # right padding + causal mask: no attention mask
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -37,6 +37,7 @@ from lit_alpha.batch import RolloutBatch
 from lit_alpha.data.offline import OfflineRFT
 from lit_alpha.data.rollout import rollout
 from lit_alpha.errors import UserError
+from lit_alpha.data.mixture import join_groups
 from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.sampling.hf import HFSampler
 from lit_alpha.sampling.logprobs import token_logprobs
@@ -193,6 +194,10 @@ class RolloutDataModule(L.LightningDataModule):
             in-process (for pure, bounded verifiers such as Countdown's). Either way a verifier that
             raises or returns garbage costs that sample a 0 verdict, counted in ``verifier/*``.
         verify_workers: verification worker processes (when ``verify_timeout_s > 0``).
+        base_samples: K > 0 appends K samples of the frozen π_base to every training group (exact target
+            samples once verified; a mixture proposal, :mod:`lit_alpha.data.mixture`). Only objectives
+            with ``supports_base_samples`` (α-DPG) accept it; needs the HF sampler. Training metrics
+            (``train/reward_mean``...) are then over all G+K rows of a group.
     """
 
     def __init__(
@@ -210,10 +215,16 @@ class RolloutDataModule(L.LightningDataModule):
         offline: OfflineRFT | None = None,
         verify_timeout_s: float = 0.0,
         verify_workers: int = 1,
+        base_samples: int = 0,
     ) -> None:
         super().__init__()
         if not verify_timeout_s >= 0:
             raise ValueError(f"data.verify_timeout_s must be >= 0, got {verify_timeout_s}")
+        if base_samples < 0:
+            raise ValueError(f"data.base_samples must be >= 0, got {base_samples}")
+        if base_samples and not isinstance(sampler, HFSampler):
+            raise ValueError("data.base_samples needs data.sampler HFSampler (it samples the frozen base model)")
+        self.base_samples = base_samples
         if verify_workers < 1:
             raise ValueError(f"data.verify_workers must be >= 1, got {verify_workers}")
         for name, value in [("prompts_per_step", prompts_per_step), ("n_samples", n_samples),
@@ -303,6 +314,16 @@ class RolloutDataModule(L.LightningDataModule):
                 generator,
                 verify=self.guard.verify_batch,
             )
+        if training and self.base_samples:
+            if not getattr(module.objective, "supports_base_samples", False):
+                raise UserError(f"data.base_samples: {type(module.objective).__name__} does not support base "
+                                f"samples (a mixture proposal); use lit_alpha.objectives.AlphaDPG or base_samples 0")
+            generator.manual_seed(int(np.random.default_rng([*key, 1]).integers(2**62)))
+            with precision(), torch.no_grad():
+                extra = rollout(module.base, module.tokenizer, self.task, batch["records"], self.base_samples,
+                                self.sampler, self.params, generator, verify=self.guard.verify_batch)
+            pad = module.tokenizer.pad_token_id if module.tokenizer.pad_token_id is not None else 0
+            out = join_groups(out, extra, self.n_samples, self.base_samples, pad)
         if training and getattr(module, "scores_base", True):  # after the lockstep block: every rank's
             # base forwards pair up under FSDP
             t0 = time.perf_counter()

@@ -23,6 +23,19 @@ Target per prompt x: ``p_x(y) = π_base(y|x) · v(y,x) / Z_x`` (``v ∈ [0, 1]``
 * leave-one-out advantage ``A_i = R_i − mean_{j≠i} R_j`` (no std normalisation) and the base class's
   REINFORCE loss ``mean_i[−A_i · Σ_t log π_θ(y_{i,t})] / C``.
 
+**Mixture proposal** (``data.base_samples K``, ours, not in the paper): a group then holds G samples of π_θ
+and K of π_base (``inputs.from_base``), i.e. N = G+K draws of ``q = λ·π_θ + (1−λ)·π_base``, ``λ = G/N``
+(stratified, balance-heuristic weights). Every expectation over π_θ becomes one over q with the weight
+``ρ = π_θ/q``: ``ẑ = mean_i[v_i·π_base/q]``, the weighted pseudo-reward ``S_i = ρ_i·R_i`` (clipped above at
+M: for K = 0, ρ = 1 and this is the clip above), the advantage ``A_i = S_i − ρ_i·mean_{j≠i} S_j`` (a
+leave-one-out baseline of ``E_π[R] = E_q[ρR]``, which keeps the estimator unbiased), and the same
+REINFORCE loss over all N rows. The π_base rows are exact target samples, so they carry the correct
+answers the policy has stopped visiting; their weight is ``ρ·(p/π)^{1−α} = π^α p^{1−α}/q``, bounded.
+
+``ess_frac``: per group with a usable correct sample, the effective sample size of the target's importance
+weights ``w_i = v_i·π_base/q`` over the group size, ``(Σw)²/(N·Σw²)`` ∈ [1/N, 1], averaged; low values mean
+ẑ and the pseudo-rewards rest on one or two samples.
+
 α may be a :class:`~lit_alpha.objectives.schedule.Schedule` of the step (an α curriculum, future work
 in the paper): ``α_t = schedule(inputs.step, inputs.max_steps)``; every step logs ``alpha``.
 Non-binary rewards ``v ∈ [0, 1]`` need nothing special: the target is ``p ∝ π_base · v``.
@@ -53,6 +66,8 @@ class AlphaDPG(Objective):
         scale: "released" (``(p/π)^{1−α} − 1``, the authors' code) or "amari" (that divided by 1−α).
         normalizer: the constant C dividing the summed token log-likelihood.
     """
+
+    supports_base_samples = True
 
     def __init__(
         self,
@@ -85,18 +100,54 @@ class AlphaDPG(Objective):
 
     def log_ratio(self, inputs: ObjectiveInputs) -> tuple[Tensor, Tensor]:
         """``log(p/π_θ)`` per sample ``[N]`` (−∞ when v=0) and ``log ẑ`` per group ``[B]``, float64."""
-        lp = inputs.seq_logprobs.detach().double()  # [N] log π_θ(y), no gradient through the reward
-        lp_base = inputs.seq_base_logprobs.detach().double()  # [N]
-        v = inputs.rewards.detach().double().clamp(0.0, 1.0)  # [N]
-        correct = v > 0  # [N]
-        log_v = torch.where(correct, v.clamp_min(1e-300).log(), -math.inf)  # [N]
-        log_w = lp_base + log_v - lp  # [N] log of the importance weight v·π_base/π_θ
+        log_w = self.log_weights(inputs)  # [N] log v·π_base/q (q = π_θ on-policy)
         log_w_g = group_view(log_w, inputs.group_ids)  # [B, G]
         size = log_w_g.shape[1]
         log_z = torch.logsumexp(log_w_g, dim=1) - math.log(size)  # [B] log mean_i w_i (−∞ if none)
-        any_correct = group_view(correct, inputs.group_ids).any(1)  # [B]
+        any_correct = group_view(inputs.rewards.detach() > 0, inputs.group_ids).any(1)  # [B]
         log_z = torch.where(any_correct, log_z.clamp_max(0.0), math.log(self.z_default))  # [B]
+        if inputs.from_base is not None:  # log_w is against q: log(p/π) = log_w + log q − log π
+            lp = inputs.seq_logprobs.detach().double()
+            log_w = log_w + self._log_proposal(inputs, lp, inputs.seq_base_logprobs.detach().double()) - lp
         return log_w - log_z.repeat_interleave(size), log_z  # [N], [B]
+
+    @staticmethod
+    def _log_proposal(inputs: ObjectiveInputs, lp: Tensor, lp_base: Tensor) -> Tensor:
+        """log q per sample ``[N]``: log π_θ on-policy, ``log(λπ_θ + (1−λ)π_base)`` for a mixture group."""
+        if inputs.from_base is None:
+            return lp
+        g = group_view(inputs.from_base, inputs.group_ids)  # [B, N/B]
+        lam = (~g[0]).double().mean().item()  # λ = G/(G+K), the same in every group
+        if lam <= 0.0 or lam >= 1.0:
+            return lp if lam >= 1.0 else lp_base
+        return torch.logaddexp(lp + math.log(lam), lp_base + math.log1p(-lam))
+
+    def log_weights(self, inputs: ObjectiveInputs) -> Tensor:
+        """log of the target's importance weight ``v·π_base/q`` per sample ``[N]`` (−∞ when v = 0)."""
+        lp = inputs.seq_logprobs.detach().double()  # [N] log π_θ(y), no gradient through the reward
+        lp_base = inputs.seq_base_logprobs.detach().double()  # [N]
+        v = inputs.rewards.detach().double().clamp(0.0, 1.0)  # [N]
+        log_v = torch.where(v > 0, v.clamp_min(1e-300).log(), -math.inf)  # [N]
+        return lp_base + log_v - self._log_proposal(inputs, lp, lp_base)
+
+    def mixture_pseudo_rewards(self, inputs: ObjectiveInputs) -> tuple[Tensor, Tensor, Tensor]:
+        """Weighted pseudo-rewards ``S = ρ·R`` ``[N]`` (clipped above at M), clip hits ``[N]``, log ẑ ``[B]``."""
+        x, log_z = self.log_ratio(inputs)  # [N] log(p/π), [B]
+        lp = inputs.seq_logprobs.detach().double()
+        log_rho = lp - self._log_proposal(inputs, lp, inputs.seq_base_logprobs.detach().double())  # [N] ≤ −log λ
+        rho = log_rho.exp()
+        m = self.clip
+        one_minus_a = 1.0 - self.alpha_at(inputs)
+        if one_minus_a > 0:
+            if self.scale == "released":  # S = ρ(p/π)^{1−α} − ρ ≤ M  ⇔  log ρ + (1−α)x ≤ log(M + ρ)
+                cap = torch.log(m + rho)
+                t = torch.minimum(log_rho + one_minus_a * x, cap)  # [N], −∞ stays −∞
+                return t.exp() - rho, t >= cap, log_z
+            raise ValueError("objective.scale amari: the mixture proposal (data.base_samples) supports scale released only")
+        if self.scale != "released":
+            raise ValueError("objective.scale amari: the mixture proposal (data.base_samples) supports scale released only")
+        s = rho * ((x > -math.inf).double() - 1.0)  # α = 1: ρ·(1[v>0] − 1)
+        return s, torch.zeros_like(s, dtype=torch.bool), log_z
 
     def pseudo_rewards(self, inputs: ObjectiveInputs) -> tuple[Tensor, Tensor, Tensor]:
         """Pseudo-rewards ``R`` ``[N]``, whether each hit the upper clip ``[N]``, ``log ẑ`` ``[B]``."""
@@ -117,13 +168,30 @@ class AlphaDPG(Objective):
         return x.clamp(-m, m), x >= m, log_z  # α = 1, Amari: log(p/π), −∞ → −M
 
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
-        r, hit, log_z = self.pseudo_rewards(inputs)  # [N], [N], [B]
-        adv = r - leave_one_out_baseline(r, inputs.group_ids)  # [N]
+        if inputs.from_base is None:
+            r, hit, log_z = self.pseudo_rewards(inputs)  # [N], [N], [B]
+            adv = r - leave_one_out_baseline(r, inputs.group_ids)  # [N]
+        else:
+            r, hit, log_z = self.mixture_pseudo_rewards(inputs)  # [N] S = ρR, [N], [B]
+            lp = inputs.seq_logprobs.detach().double()
+            rho = (lp - self._log_proposal(inputs, lp, inputs.seq_base_logprobs.detach().double())).exp()
+            adv = r - rho * leave_one_out_baseline(r, inputs.group_ids)  # [N]
         metrics = {
             "alpha": torch.tensor(self.alpha_at(inputs)),
             "z_mean": log_z.exp().mean(),
             "pseudo_reward_mean": r.mean(),
             "pseudo_reward_clip_frac": hit.double().mean(),
+            **self.ess(inputs),
             **success_fracs(inputs.rewards, inputs.group_ids),
         }
         return adv.to(inputs.logprobs.dtype), metrics
+
+    def ess(self, inputs: ObjectiveInputs) -> dict[str, Tensor]:
+        """``ess_frac``: mean over groups with a usable correct sample of ``(Σw)²/(N·Σw²)`` (absent if none)."""
+        log_w = group_view(self.log_weights(inputs), inputs.group_ids)  # [B, N/B]
+        lse = torch.logsumexp(log_w, dim=1)  # [B]
+        usable = torch.isfinite(lse)  # a correct sample with π_base > 0
+        if not bool(usable.any()):
+            return {}
+        log_ess = 2 * lse[usable] - torch.logsumexp(2 * log_w[usable], dim=1)  # [B'] log ESS
+        return {"ess_frac": (log_ess.exp() / log_w.shape[1]).mean()}

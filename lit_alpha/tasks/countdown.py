@@ -141,14 +141,26 @@ class CountdownTask(Task):
         return self._splits[split]
 
     def _make(self, split: str, index: int, rng: np.random.Generator) -> Record:
+        return self.sample_solved(split, index, rng)[0]
+
+    def sample_solved(self, split: str, index: int, rng: np.random.Generator) -> tuple[Record, str]:
+        """A problem of ``split`` and the random expression that defined its target (a solution).
+
+        The problem generator itself: a random multiset of the split in random order, then random
+        expressions over it until one has an integer value in the target range. The expression is
+        a correct attempt drawn from the random guesser's distribution given the target, which is
+        what ``lit_alpha.pretrain --attempts sampled`` trains on when the solution table is too
+        large to enumerate (5 numbers).
+        """
         pool = self._splits[split]
         while True:
             ms = pool[rng.integers(len(pool))]
             numbers = tuple(int(x) for x in rng.permutation(ms))
             for _ in range(50):
-                value, _ = random_expression(numbers, rng)
+                value, text = random_expression(numbers, rng)
                 if value.denominator == 1 and self.min_target <= value <= self.max_target:
-                    return {"id": f"cd-{split}-{index}", "numbers": list(numbers), "target": int(value)}
+                    record = {"id": f"cd-{split}-{index}", "numbers": list(numbers), "target": int(value)}
+                    return record, text
 
     def problems(self, split: str) -> list[Record]:
         if split not in self._splits:
