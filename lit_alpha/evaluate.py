@@ -43,13 +43,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lit_alpha.metrics.target import target_divergences
-from lit_alpha.frontier import (EVAL_ARTIFACT_DIR, KIND_TAG, default_ks, pass_at_k_per_problem,
+from lit_alpha.frontier import (EVAL_ARTIFACT_DIR, KIND_TAG, TARGET_COLUMNS, default_ks, pass_at_k_per_problem,
                                 shannon_entropy, simpson_index)
 
 INVALID = "<invalid>"
-TARGET_COLUMNS = ("fkl_to_target", "alpha_div_to_target")
-"""Per-problem divergences to the filtered base (:mod:`lit_alpha.metrics.target`); None where the base
-table has no correct sample."""
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 
 

@@ -46,6 +46,7 @@ KIND_TAG = "lit_alpha.kind"
 
 from lit_alpha.frontier_stats import (  # noqa: F401 - re-exported: the notebook and tests use them
     GUESSER,
+    TARGET_COLUMNS,
     BIN_NAMES,
     DEFAULT_BIN_EDGES,
     default_ks,
@@ -127,8 +128,26 @@ class Analysis:
         rows = []
         for r in self.models():
             row = {"run": r.name, "problems": len(r.problem_ids), "n": int(r.n.min())}
-            row.update({k: float(np.mean(v)) for k, v in r.diversity.items()})
+            row.update({k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+                        for k, v in r.diversity.items()})
             rows.append(row)
+        return rows
+
+    def target_rows(self) -> list[dict[str, Any]]:
+        """Mean divergence to the target over the problems the base solves, with bootstrap intervals."""
+        rows = []
+        for r in self.models():
+            row: dict[str, Any] = {}
+            for col in TARGET_COLUMNS:
+                v = r.diversity.get(col)
+                if v is None or not np.isfinite(v).any():
+                    continue
+                boot = np.array([np.nanmean(v[i]) for i in self.idx])  # [B] over the same resamples
+                lo, hi = np.nanpercentile(boot, [50 * (1 - self.level), 50 * (1 + self.level)])
+                row.update({col: float(np.nanmean(v)), f"{col}_lo": float(lo), f"{col}_hi": float(hi)})
+                row.setdefault("problems", int(np.isfinite(v).sum()))
+            if row:
+                rows.append({"run": r.name, **row})
         return rows
 
 
@@ -336,6 +355,11 @@ def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -
     _write_csv(out / f"diversity_{s}.csv", div)
     files.append(out / f"diversity_{s}.csv")
     text += ["", "diversity (means over problems):", format_rows(div)]
+    target = analysis.target_rows()
+    if target:
+        _write_csv(out / f"target_{s}.csv", target)
+        files.append(out / f"target_{s}.csv")
+        text += ["", "divergence to the target p ∝ π_base·v (nats; problems the base solves):", format_rows(target)]
     trans = analysis.transitions()
     if trans:
         text += ["", "difficulty transitions (problems by fraction solved; rows base, columns tuned):"]

@@ -93,6 +93,10 @@ def simpson_index(counts: Iterable[int]) -> float:
     return float(1.0 - (p * p).sum())
 
 
+TARGET_COLUMNS = ("fkl_to_target", "alpha_div_to_target")
+"""Per-problem divergences to the filtered base model (:mod:`lit_alpha.metrics.target`)."""
+
+
 # -- runs ---------------------------------------------------------------------------------
 @dataclass
 class RunResult:
@@ -125,7 +129,8 @@ class RunResult:
         """From table rows (dicts with problem_id, n, c, and optionally numbers/target/diversity columns)."""
         rows = sorted(rows, key=lambda r: str(r["problem_id"]))
         diversity_cols = [k for k in ("distinct_correct", "answer_entropy", "answer_simpson",
-                                      "correct_entropy", "correct_simpson") if rows and k in rows[0]]
+                                      "correct_entropy", "correct_simpson") + TARGET_COLUMNS
+                          if rows and k in rows[0]]
         return cls(
             name=name,
             problem_ids=[str(r["problem_id"]) for r in rows],
@@ -133,7 +138,8 @@ class RunResult:
             c=np.asarray([int(r["c"]) for r in rows], dtype=np.int64),
             records=[{"numbers": list(r["numbers"]), "target": r["target"]} for r in rows
                      if "numbers" in r and "target" in r],
-            diversity={k: np.asarray([float(r[k]) for r in rows]) for k in diversity_cols},
+            diversity={k: np.asarray([np.nan if r.get(k) is None else float(r[k]) for r in rows])
+                       for k in diversity_cols},  # divergence columns: NaN where the base solves nothing
             run_id=run_id,
         )
 

@@ -92,3 +92,26 @@ def test_evaluate_logs_divergence_to_target(in_tmp):
             assert math.isfinite(r["fkl_to_target"]) and r["fkl_to_target"] != pytest.approx(base_row["fkl_to_target"])
     assert ev.main([*common, "--ckpt_path", str(ckpt), "--target", "none", "--out", "t2"]) == 0
     assert "fkl_to_target" not in (in_tmp / "t2" / "eval_val.jsonl").read_text()
+
+
+def test_frontier_reports_divergence_with_bootstrap_interval(tmp_path):
+    from lit_alpha import frontier as fr
+    from lit_alpha.tasks.countdown import CountdownTask
+
+    records = CountdownTask(num_val=6).problems("val")
+    runs = []
+    for name, fkl in [("base", [0.5, None, 1.0, 2.0, None, 0.5]), ("a0-s0", [0.4, None, 0.8, 1.0, None, 0.3])]:
+        rows = []
+        for r, value in zip(records, fkl):
+            row = ev.problem_row(r, [1.0, 0.0] if value is not None else [0.0, 0.0], ["x", None])
+            row["fkl_to_target"] = value
+            rows.append(row)
+        runs.append(fr.RunResult.from_rows(name, rows))
+    a = fr.analyse(runs, "val", num_boot=200)
+    by = {row["run"]: row for row in a.target_rows()}
+    assert by["base"]["fkl_to_target"] == pytest.approx(1.0) and by["base"]["problems"] == 4
+    assert by["a0-s0"]["fkl_to_target"] == pytest.approx(0.625)
+    assert by["a0-s0"]["fkl_to_target_lo"] <= 0.625 <= by["a0-s0"]["fkl_to_target_hi"]
+    files = fr.report(a, tmp_path, echo=lambda s: None)
+    assert (tmp_path / "target_val.csv") in files and "a0-s0" in (tmp_path / "target_val.csv").read_text()
+    assert not np.isnan(a.diversity_rows()[0]["fkl_to_target"])
