@@ -18,7 +18,7 @@ from typing import Any, Iterator
 import torch
 
 ASSETS = Path(__file__).parent / "assets"
-EMBEDDED = {"countdown-tiny": ASSETS / "countdown-tiny"}
+EMBEDDED = {"countdown-tiny": ASSETS / "countdown-tiny", "countdown5-tiny": ASSETS / "countdown5-tiny"}
 
 
 def resolve_model_path(name_or_path: str) -> str:

@@ -14,6 +14,10 @@
   the model at temperature 1 and of the random guesser).
 
 The shipped ``lit_alpha/assets/countdown-tiny`` is this script's output with default arguments.
+The shipped ``lit_alpha/assets/countdown5-tiny`` (the base model of the harder benchmark, 5 numbers
+from 1..20, targets 100..999, see docs/results.md) is its output with ``--attempts sampled --steps 6000
+--n_numbers 5 --max_number 20 --min_target 100 --max_target 999 --eval_every 500 --eval_samples 0``
+(31 minutes on one thread of a loaded 2-core machine; its 256-sample evaluation is in docs/results.md).
 Everything is seeded; with ``--minutes`` large enough not to cut training short, reruns on the same
 machine and torch version reproduce the same weights.
 """
