@@ -46,6 +46,12 @@ class RolloutBatch:
         return int(self.group_ids.max().item()) + 1 if self.group_ids.numel() else 0
 
 
+def masked_seq_sum(x: Tensor, mask: Tensor) -> Tensor:
+    """``Σ_t x[:, t]·mask[:, t]`` with masked positions contributing exactly 0, even where ``x`` is
+    ±∞ or NaN there (``−∞ · 0`` would be NaN).  ``[N, T], [N, T] -> [N]``"""
+    return (x.masked_fill(mask == 0, 0.0) * mask).sum(-1)
+
+
 @dataclass
 class ObjectiveInputs:
     """What an :class:`~lit_alpha.objectives.Objective` sees.
@@ -69,17 +75,17 @@ class ObjectiveInputs:
     @property
     def seq_logprobs(self) -> Tensor:
         """Σ_t log π_θ(y_t|…) over completion tokens, with gradient.  # [N]"""
-        return (self.logprobs * self.mask).sum(-1)
+        return masked_seq_sum(self.logprobs, self.mask)
 
     @property
     def seq_old_logprobs(self) -> Tensor:  # [N]
-        return (self.old_logprobs * self.mask).sum(-1)
+        return masked_seq_sum(self.old_logprobs, self.mask)
 
     @property
     def seq_base_logprobs(self) -> Tensor:  # [N]
         if self.base_logprobs is None:
             raise ValueError("this objective reads base_logprobs but its needs_base is False")
-        return (self.base_logprobs * self.mask).sum(-1)
+        return masked_seq_sum(self.base_logprobs, self.mask)
 
     @property
     def lengths(self) -> Tensor:  # [N]

@@ -140,6 +140,30 @@ class Checkpoint(ModelCheckpoint):
                 flush()
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The ``last.ckpt`` of a finished fit (when no step checkpoint fell on the last step)."""
+        self._saving_at_train_end = True
+        try:
+            super().on_train_end(trainer, pl_module)
+        finally:
+            self._saving_at_train_end = False
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule,
+                           checkpoint: dict[str, Any]) -> dict[str, Any]:
+        """Store the logger's step counter as Lightning's restore expects it: one below the step.
+
+        Lightning counts logged steps in ``fit_loop.epoch_loop._batches_that_stepped`` and bumps it
+        after each batch's hooks; on restore it adds the bump back, assuming the checkpoint was
+        written before it (true in ``on_train_batch_end`` and ``on_validation_end``). A ``last.ckpt``
+        written in ``on_train_end`` comes after the bump, so extending a finished fit with a larger
+        ``trainer.max_steps`` logged every new step one step late; it is stored pre-bump here."""
+        state = super().on_save_checkpoint(trainer, pl_module, checkpoint)
+        if getattr(self, "_saving_at_train_end", False):
+            loop_state = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.state_dict", {})
+            if loop_state.get("_batches_that_stepped") == trainer.global_step:  # private API: else leave it
+                loop_state["_batches_that_stepped"] = trainer.global_step - 1
+        return state
+
 
 # -- resuming ------------------------------------------------------------------------------------
 @dataclass(frozen=True)

@@ -7,11 +7,18 @@ blank line out) and answers the way real Lean would for the cases the tests need
 * a command without ``env`` is a header: ``{"env": n}``;
 * a command in an unknown env: ``{"message": "Unknown environment."}``;
 * a proof: ``{"env": n}`` with no messages, except: ``sorry`` → a warning ``declaration uses 'sorry'``
-  and a ``sorries`` entry (what Lean says for ``sorry``/``admit``/``stop``);
-* ``#print axioms NAME``: an info message listing the axioms the text of that env's chain would need:
-  propext, Classical.choice, Quot.sound, plus ``Lean.ofReduceBool`` if ``native_decide``/``bv_decide``/
-  ``decide +native`` is used, ``sorryAx`` for ``sorry``, and ``X`` for every ``axiom X``; "unknown constant" if no
+  and a ``sorries`` entry (what Lean says for ``sorry``/``admit``/``stop``); ``apply?`` → its
+  suggestions, then the goal admitted: a warning ``declaration uses 'sorry'`` (no ``sorries`` entry:
+  the sorry is synthetic); ``exact?`` → it finds nothing here: an error, and the goal admitted;
+* ``#print axioms NAME``: an info message listing the axioms the text of that env's chain would need
+  (:func:`axioms_of`): propext, Classical.choice, Quot.sound, plus ``Lean.ofReduceBool`` for native
+  evaluation (``native_decide``, ``bv_decide``, ``decide +native``, ``native := true``: Lean ≤ 4.28),
+  ``Lean.ofReduceX`` for every ``ofReduceX`` named, ``Lean.trustCompiler`` if named, ``sorryAx`` for
+  ``sorry``/``apply?``/``exact?``, and ``X`` for every ``axiom X``; "unknown constant" if no
   ``theorem NAME`` was declared.
+
+:func:`proof_answer` and :func:`axioms_of` are pure, so other stand-ins (the kimina server of
+``tests/test_kimina.py``) answer like this one.
 
 Directives in the text sent (tests put them in Lean comments, which the rules let through) choose a
 misbehaviour: ``standin:hang``, ``standin:crash``, ``standin:garbage``, ``standin:partial`` (half an
@@ -89,6 +96,56 @@ def code_of(text: str) -> str:
     return "".join(out)
 
 
+NATIVE = ("native_decide", "bv_decide", "bv_check", "+native", "native := true")
+
+
+def axioms_of(text: str, raw: str = "") -> list[str]:
+    """The axioms real Lean would list for the comment-free ``text`` (``raw``: with comments, where
+    the ``standin:fake_axioms`` directive lives)."""
+    axioms = list(ALLOWED)
+    if any(w in text for w in NATIVE) or "standin:fake_axioms" in raw:
+        axioms.append("Lean.ofReduceBool")
+    for word in text.replace("(", " ").replace(")", " ").split():
+        for piece in word.split("."):
+            if piece.startswith("ofReduce") or piece == "trustCompiler":
+                if f"Lean.{piece}" not in axioms:
+                    axioms.append(f"Lean.{piece}")
+    if "sorry" in text or "apply?" in text or "exact?" in text:
+        axioms.append("sorryAx")
+    for line in text.splitlines():
+        if line.startswith("axiom "):
+            axioms.append(line.split()[1])
+    return axioms
+
+
+def axioms_message(name: str, axioms: list[str]) -> dict:
+    """Lean's info message answering ``#print axioms name``."""
+    return {"severity": "info", "pos": {"line": 1, "column": 0},
+            "data": f"'{name}' depends on axioms: [{', '.join(axioms)}]"}
+
+
+def proof_answer(cmd: str) -> dict:
+    """The REPL's answer to a proof command (``messages``, ``sorries``; no ``env``)."""
+    messages, res = [], {}
+    code = code_of(cmd)
+    if "standin:error" in cmd:
+        messages.append({"severity": "error", "pos": {"line": 2, "column": 2}, "data": "linarith failed"})
+    if "standin:warn_failed" in cmd:
+        messages.append({"severity": "warning", "data": "tactic 'simp' failed, nested error"})
+    if "exact?" in code:  # library search found nothing: an error, and the goal admitted
+        messages.append({"severity": "error", "pos": {"line": 2, "column": 2},
+                         "data": "`exact?` could not close the goal. Try `apply?` to see partial suggestions."})
+    if "apply?" in code:  # suggestions, then the goal closed with sorry
+        messages.append({"severity": "info", "pos": {"line": 2, "column": 2}, "data": "Try this: refine Nat.le_refl ?_"})
+    if "sorry" in code or "apply?" in code or "exact?" in code:
+        messages.append({"severity": "warning", "data": "declaration uses 'sorry'"})
+    if "sorry" in code:
+        res["sorries"] = [{"pos": {"line": 2, "column": 2}, "goal": "⊢ False"}]
+    if messages:
+        res["messages"] = messages
+    return res
+
+
 def chain_text(envs, env) -> str:
     parts = []
     while env is not None:
@@ -154,30 +211,8 @@ def answer(req, envs, out) -> None:
         if f"theorem {name} " not in text and f"theorem {name}\n" not in text:
             return reply(out, {"messages": [{"severity": "error", "data": f"unknown constant '{name}'"}],
                                "env": env})
-        axioms = list(ALLOWED)
-        if any(w in text for w in ("native_decide", "bv_decide", "+native", "native := true")) or \
-                "standin:fake_axioms" in raw:
-            axioms.append("Lean.ofReduceBool")
-        if "sorry" in text:
-            axioms.append("sorryAx")
-        for line in text.splitlines():
-            if line.startswith("axiom "):
-                axioms.append(line.split()[1])
-        listed = ", ".join(axioms)
-        return reply(out, {"messages": [{"severity": "info", "pos": {"line": 1, "column": 0},
-                                         "data": f"'{name}' depends on axioms: [{listed}]"}], "env": env})
-    messages, res = [], {}
-    if "standin:error" in cmd:
-        messages.append({"severity": "error", "pos": {"line": 2, "column": 2}, "data": "linarith failed"})
-    if "standin:warn_failed" in cmd:
-        messages.append({"severity": "warning", "data": "tactic 'simp' failed, nested error"})
-    if "sorry" in code_of(cmd):
-        messages.append({"severity": "warning", "data": "declaration uses 'sorry'"})
-        res["sorries"] = [{"pos": {"line": 2, "column": 2}, "goal": "⊢ False"}]
-    if messages:
-        res["messages"] = messages
-    res["env"] = env
-    reply(out, res)
+        return reply(out, {"messages": [axioms_message(name, axioms_of(text, raw))], "env": env})
+    reply(out, dict(proof_answer(cmd), env=env))
     if "standin:exit_after_answer" in cmd:
         os._exit(0)
 

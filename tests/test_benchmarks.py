@@ -139,3 +139,11 @@ def test_one_command_runs_all_three_parts(capsys):
     settings = [(r["group_size"], r["max_new_tokens"]) for r in out["scaling"]]
     assert settings[:3] == [(4, 8), (8, 8), (16, 8)] and (8, 16) in settings  # group sizes, then budgets
     assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in out["scaling"])
+
+
+def test_bench_verifier_prints_before_and_after(capsys):
+    import bench_verifier
+
+    bench_verifier.main(["--n", "400", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert "model-like" in out and "random+hostile" in out and out.count("verdicts/s") == 4

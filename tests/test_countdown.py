@@ -359,3 +359,23 @@ def test_guesser_exact_matches_enumeration_and_sampling():
     est = random_guesser_pass_at_k([rec], [1], n_draws=3000, seed=1, exact=False)[1]
     assert abs(est - p) < 5 * (p * (1 - p) / 3000) ** 0.5
     assert random_guesser_pass_at_k([], [1, 2]) == {1: 0.0, 2: 0.0}
+
+
+# -- the one-pass verifier gives the verdicts of the previous implementation ------------------------
+def test_verdicts_equal_the_frozen_reference_on_100k_random_and_hostile_completions():
+    """``tests/countdown_reference.py`` is the AST implementation before the rewrite (issue 15): the
+    same verdict, reason and canonical answer on every completion, and the same canonical_answer."""
+    import countdown_reference as ref
+    from countdown_corpus import HOSTILE, corpus
+
+    from lit_alpha.verifiers import countdown as new
+
+    pairs = corpus(100_000, seed=15)
+    old_v, new_v = ref.CountdownVerifier(), new.CountdownVerifier()
+    got = [new_v.verify(rec, c) for rec, c in pairs]
+    differ = [(rec, c, v) for (rec, c), v in zip(pairs, got) if old_v.verify(rec, c) != v]
+    assert not differ, differ[:5]
+    reasons = Counter(v.reason for v in got)
+    assert all(reasons[r] > 500 for r in ("ok", "wrong", "numbers", "parse", "divzero")), reasons
+    for text in HOSTILE + [c for _, c in pairs[:2000]]:
+        assert ref.canonical_answer(text) == new.canonical_answer(text), text

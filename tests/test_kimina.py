@@ -14,8 +14,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from lit_alpha.verifiers.base import Verdict
 from lit_alpha.verifiers.guarded import GuardedVerifier, sanitize
 from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier, judge, snippet_code
+
+import lean_standin  # tests/: the stand-in's model of what real Lean says
+from test_lean import AXIOM_EXPLOITS, EXPLOITS, REC, beneath_the_rules
 
 STMT = "theorem t1 (a b : ℕ) : a + b = b + a"
 RECORD = {"id": "p", "theorem_statement": STMT, "theorem_full_name": "t1", "src_context": "import Mathlib\n"}
@@ -26,8 +30,22 @@ def proof(tactic: str) -> str:
     return f" := by\n  {tactic}\n```"
 
 
+def like_lean(code: str) -> dict:
+    """The answer of a server whose REPL behaves like ``tests/lean_standin.py`` (the exploit corpus's
+    model of real Lean): the proof's messages, then the ``#print axioms`` answer."""
+    body, _, query = code.rpartition("#print axioms ")
+    name = query.strip()
+    answer = lean_standin.proof_answer(body)
+    messages = answer.get("messages", []) + [lean_standin.axioms_message(name, lean_standin.axioms_of(
+        lean_standin.code_of(body), body))]
+    return {"time": 0.1, "response": {"env": 1, "messages": messages, **({"sorries": answer["sorries"]}
+                                                                         if "sorries" in answer else {})}}
+
+
 def scripted(code: str) -> dict:
     """What a Lean REPL behind the server would say about ``code`` (keyed on the tactic)."""
+    if "standin:" in code or "LEAN_LIKE" in code:
+        return like_lean(code)
     if "hang_tactic" in code:
         return {"error": "Lean REPL command timed out in 1 seconds", "time": 1.0}
     messages: list = []
@@ -247,3 +265,31 @@ def test_constructor_rejects_bad_settings():
                    {"api": "nope"}, {"retries": -1}, {"concurrency": 0}]:
         with pytest.raises(ValueError):
             KiminaLeanVerifier(**kwargs)
+
+
+# -- the exploit corpus, through this backend ------------------------------------------------------
+LEAN_REC = dict(REC, src_context="-- LEAN_LIKE\nimport Mathlib\n")  # the server answers like lean_standin
+
+
+@pytest.mark.parametrize("exploit", EXPLOITS, ids=lambda e: e["id"])
+def test_no_exploit_passes_kimina(server, exploit):
+    """The corpus of tests/test_lean.py, each stopped at its layer: ``rules`` before any request."""
+    v = verifier(server)
+    prepared = v.prepare(LEAN_REC, exploit["completion"])
+    if exploit["layer"] == "rules":
+        assert isinstance(prepared, Verdict), "a rules-layer exploit reached the server"
+        out = prepared
+    else:
+        out = v.verify(LEAN_REC, exploit["completion"])
+    assert out.score == 0.0 and out.reason.startswith(exploit["expect"]), (exploit["id"], out)
+
+
+@pytest.mark.parametrize("exploit", AXIOM_EXPLOITS, ids=lambda e: e["id"])
+def test_kimina_axioms_step_also_stops_what_the_rules_stop(server, exploit):
+    header, body, name = beneath_the_rules(exploit)
+    out = verifier(server)._send_chunk([(LEAN_REC["src_context"], body, name)])[0]
+    assert out.score == 0.0 and out.reason == f"cheat:axiom:{exploit['axiom']}", (exploit["id"], out)
+
+
+def test_kimina_honest_proof_through_the_lean_like_server(server):
+    assert verifier(server).verify(LEAN_REC, "  subst h₀\n  omega\n```").correct

@@ -164,6 +164,56 @@ def test_no_exploit_passes(exploit, project):
         v.close()
 
 
+def beneath_the_rules(exploit: dict) -> tuple[str, str, str]:
+    """The job Lean would get for ``exploit`` if the source rules let it through (statement + proof)."""
+    return REC["src_context"], STMT + exploit["completion"].split("```")[0], "t"
+
+
+AXIOM_EXPLOITS = [e for e in EXPLOITS if e.get("axiom") and e["layer"] == "rules"]
+
+
+def test_corpus_names_the_axiom_of_every_kernel_shortcut():
+    """Every member of the family of trust-the-compiler shortcuts is in the corpus (issue 15)."""
+    ids = {e["id"] for e in EXPLOITS}
+    assert {"ofReduceNat", "open_lean_ofReduceNat", "decide_native", "decide_native_config",
+            "trustCompiler", "apply_search", "exact_search"} <= ids
+    assert {e["axiom"] for e in AXIOM_EXPLOITS} >= {"Lean.ofReduceBool", "Lean.ofReduceNat", "Lean.trustCompiler"}
+
+
+@pytest.mark.parametrize("exploit", AXIOM_EXPLOITS, ids=lambda e: e["id"])
+def test_axioms_step_also_stops_what_the_rules_stop(exploit, project):
+    """Defence in depth: with the source rules bypassed, the axioms step (what Lean's ``#print
+    axioms`` lists, as the stand-in models it) still rejects each kernel shortcut."""
+    v = verifier(project)
+    try:
+        out = v._run([beneath_the_rules(exploit)])[0]
+        assert out.score == 0.0 and out.reason == f"cheat:axiom:{exploit['axiom']}", (exploit["id"], out)
+    finally:
+        v.close()
+
+
+def test_standin_models_search_tactics_admitting_with_sorry(project):
+    """``apply?``/``exact?`` close the goal with ``sorry`` in real Lean: a warning and ``sorryAx``."""
+    v = verifier(project)
+    try:
+        pool = v.pool
+        for tactic, reason in (("apply?", "cheat:sorry"), ("exact?", "error")):
+            job = (REC["src_context"], STMT + f"  {tactic}\n", "t")
+            assert pool.run([job])[0].reason == reason
+    finally:
+        v.close()
+    repl = LeanREPL(STANDIN, cwd=str(project))
+    try:
+        env = repl.header_env(REC["src_context"], 5.0)
+        proof = repl.request({"cmd": STMT + "  apply?\n", "env": env}, 5.0)
+        assert {"severity": "warning", "data": "declaration uses 'sorry'"} in proof["messages"]
+        assert not proof.get("sorries")  # a synthetic sorry: only the warning says so
+        ax = repl.request({"cmd": "#print axioms t", "env": proof["env"]}, 5.0)
+        assert rules.check_axioms(rules.parse_axioms(ax["messages"], "t")) == "cheat:axiom:sorryAx"
+    finally:
+        repl.kill()
+
+
 def test_honest_proofs_pass_and_batches_keep_order(project, tmp_path):
     log = tmp_path / "log.jsonl"
     v = verifier(project, "--log", str(log), workers=2)

@@ -174,6 +174,29 @@ def test_source_rules_run_before_any_dojo_call(lean_dojo, exploit):
     assert lean_dojo.log == []
 
 
+BEYOND_RULES = [e for e in EXPLOITS if e["layer"] != "rules" and "standin:" not in e["completion"]]
+
+
+def test_every_real_exploit_beyond_the_rules_has_a_dojo_verdict():
+    """What the REPL/kimina backends stop only with Lean's messages or axioms (and is real Lean
+    behaviour, not a scripted stand-in fault) must be stopped at the source here."""
+    assert BEYOND_RULES and all(e.get("dojo") for e in BEYOND_RULES), [e["id"] for e in BEYOND_RULES]
+
+
+@pytest.mark.parametrize("exploit", BEYOND_RULES, ids=lambda e: e["id"])
+def test_strict_source_rules_stop_what_only_lean_stops_elsewhere(lean_dojo, exploit):
+    v = verifier()
+    prepared = v.prepare(EXPLOIT_REC, exploit["completion"])
+    assert isinstance(prepared, Verdict) and prepared.reason == exploit["dojo"], (exploit["id"], prepared)
+    assert v.verify(EXPLOIT_REC, exploit["completion"]).score == 0.0 and lean_dojo.log == []
+
+
+@pytest.mark.parametrize("completion", ["  decide +kernel\n```", "  simp only [Nat.reduceAdd]\n  omega\n```",
+                                        "  have := decide (x = 2)\n  omega\n```"])
+def test_strict_rules_let_honest_neighbours_through(lean_dojo, completion):
+    assert not isinstance(verifier().prepare(EXPLOIT_REC, completion), Verdict)
+
+
 def test_honest_proof_of_the_corpus_theorem_reaches_the_dojo(lean_dojo):
     assert verifier().verify(EXPLOIT_REC, "  subst h₀\n  omega\n```").correct
     assert runs(lean_dojo) == ["(\n  subst h₀\n  omega\n)"]

@@ -164,6 +164,40 @@ def test_alpha_dpg_fractional_rewards() -> None:
     assert_close(AlphaDPG(alpha=1.0).pseudo_rewards(inputs)[0].float(), torch.tensor([0.0, 0.0]))
 
 
+def test_alpha_dpg_correct_sample_the_base_cannot_produce() -> None:
+    # issue 15's reproduction: Σ log π_θ = (−5, −5), Σ log π_base = (−∞, −3), v = (1, 0). The only
+    # correct sample has π_base = 0, so p(y0) = 0: the group has no usable correct sample. It takes
+    # ẑ = z_default like a group with no correct sample; log(p/π) = −∞ for both, R = (−1, −1), A = 0
+    # (was NaN, and the non-finite guard then skipped the whole step)
+    inputs = make_inputs([[-5.0], [-5.0]], [1, 0], 2, base=[[-math.inf], [-3.0]])
+    obj = AlphaDPG(alpha=0.5)
+    adv, metrics = obj.advantages(inputs)
+    assert adv.tolist() == [0.0, 0.0]
+    r, _, log_z = obj.pseudo_rewards(inputs)
+    assert r.tolist() == [-1.0, -1.0] and log_z.tolist() == [LN(1e-4)]
+    assert metrics["unusable_group_frac"] == 1.0 and metrics["zero_success_frac"] == 0.0
+    out = obj(inputs)
+    assert torch.isfinite(out.loss) and out.metrics["kl_to_base"] == -2.0  # over y1 only: −5 − (−3)
+    # same with π_θ(y0) = 0 too (−∞ − (−∞) would be NaN): still A = 0
+    both = make_inputs([[-5.0], [-5.0]], [1, 0], 2, base=[[-math.inf], [-3.0]])
+    both.logprobs.data[0, 0] = -math.inf
+    assert obj.advantages(both)[0].tolist() == [0.0, 0.0]
+
+
+def test_alpha_dpg_impossible_correct_sample_weighs_like_a_wrong_one() -> None:
+    # Σ log π_θ = (−5, −5), Σ log π_base = (−∞, −5), v = (1, 1): w = (0, 1), ẑ = (0 + 1)/2 = 1/2,
+    # p/π = (0, 2); α=½: R = (−1, √2 − 1), A = (−√2, √2); the group is usable (metric 0)
+    inputs = make_inputs([[-5.0], [-5.0]], [1, 1], 2, base=[[-math.inf], [-5.0]])
+    adv, metrics = AlphaDPG(alpha=0.5).advantages(inputs)
+    assert_close(adv, torch.tensor([-math.sqrt(2), math.sqrt(2)]))
+    assert metrics["unusable_group_frac"] == 0.0
+    # a policy that gave its own sample probability 0 (underflow): w = +∞ → ẑ = 1, R clipped at M
+    lp = make_inputs([[-5.0], [-5.0]], [1, 0], 2, base=[[-3.0], [-3.0]])
+    lp.logprobs.data[0, 0] = -math.inf
+    r = AlphaDPG(alpha=0.5).pseudo_rewards(lp)[0]
+    assert r.tolist() == pytest.approx([10.0, -1.0])
+
+
 @pytest.mark.parametrize("alpha", [0.0, 1e-6, 0.5, 1 - 1e-6, 1.0])
 def test_alpha_dpg_huge_logprob_magnitudes(alpha: float) -> None:
     # group 0: π_base/π = e^{−2e4} (base −1e4/token, policy 0): ẑ = e^{−2e4}/2, p/π(y0) = 2, y1 wrong
@@ -364,7 +398,11 @@ def test_rft_and_sft_losses() -> None:
 
 
 # ---------------------------------------------------------------- property: always finite
-LOGPROB = st.one_of(st.floats(-50.0, 0.0), st.sampled_from([-50.0, 0.0, -1e-9, -1e4]))
+LOGPROB = st.one_of(st.floats(-50.0, 0.0), st.sampled_from([-50.0, 0.0, -1e-9, -1e4, -1e30]))
+# π_old and π_base are data: a token may be impossible under them (−∞: top-k/top-p, masked tokens,
+# fp16 underflow); π_θ's own log-probs are finite on completion tokens, anything on padding
+DATA_LOGPROB = st.one_of(LOGPROB, st.just(-math.inf))
+PAD = st.sampled_from([0.0, -1e30, -math.inf, math.nan])
 REWARD = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0))
 ALPHA = st.one_of(st.sampled_from([0.0, 1e-6, 0.5, 1 - 1e-6, 1.0]), st.floats(0.0, 1.0))
 
@@ -377,8 +415,10 @@ def objective_inputs(draw) -> ObjectiveInputs:
     def grid(elem):
         return [[draw(elem) for _ in range(t)] for _ in range(n)]
 
-    lp, old, base = grid(LOGPROB), grid(LOGPROB), grid(LOGPROB)
+    lp, old, base = grid(LOGPROB), grid(DATA_LOGPROB), grid(DATA_LOGPROB)
     mask = grid(st.sampled_from([0.0, 1.0]))
+    pad = draw(PAD)
+    lp = [[x if m else pad for x, m in zip(row, mrow)] for row, mrow in zip(lp, mask)]
     rewards = [draw(REWARD) for _ in range(n)]
     return make_inputs(lp, rewards, size, base=base, old=old, mask=mask)
 

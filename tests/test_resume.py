@@ -46,7 +46,8 @@ def _checkpoint_config(directory: Path, every: int) -> str:
 
 
 def _cli(cwd: Path, *extra: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    # the repository first: the subprocess runs this checkout's lit_alpha, not an installed copy
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(TESTS), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "lit_alpha", *ARGS, *extra], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -169,3 +170,45 @@ def test_checkpoint_restores_python_numpy_torch_rng(random_model_dir):
     random.seed(9), np.random.seed(9), torch.manual_seed(9)  # a fresh process draws differently
     module.on_load_checkpoint(torch.load(path, weights_only=True))  # weights_only: safe to load
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == after
+
+
+# -- extending a finished fit ------------------------------------------------------------------------
+def _fit_in(root: Path, steps: int) -> None:
+    """One in-process fit of α=0.5 (constant, so a shorter run is a prefix of a longer one)."""
+    args = [a if a != str(REPO / "configs/a_schedule.yaml") else str(REPO / "configs/a05.yaml") for a in ARGS]
+    args[args.index("--trainer.max_steps") + 1] = str(steps)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        main(args)  # the config's checkpoint every 50 steps: last.ckpt is written when the fit ends
+    finally:
+        os.chdir(cwd)
+
+
+@pytest.mark.slow
+def test_extending_a_finished_fit_logs_each_step_at_its_own_step(tmp_path):
+    """4 steps, finished; then ``--ckpt_path last`` with max_steps 6: the metrics (at each step) and
+    the weights equal those of 6 straight steps (the new steps were logged one step late before)."""
+    straight, extended = tmp_path / "straight", tmp_path / "extended"
+    straight.mkdir(), extended.mkdir()
+    _fit_in(straight, N)
+    _fit_in(extended, 4)
+    assert _last_state(extended)["global_step"] == 4
+    _fit_in(extended, N)
+    runs, got, steps = _history(extended)
+    (run,) = runs
+    assert run.info.status == "FINISHED"
+    _, want, _ = _history(straight)
+    assert set(got) == set(want)
+    assert steps["train/loss"] == list(range(N))  # step 4 logged at 4, not 5; none twice
+    assert steps["val/pass_at_1"] == [0, 2, 4, 6]
+    # Lightning's own "epoch" counter is the one difference: the finished fit closed its epoch, so the
+    # extension runs in epoch 1 (the prompts stream is endless; nothing else reads the epoch)
+    assert got.pop("epoch") == {**want.pop("epoch"), 4: 1.0, 5: 1.0}
+    for key in want:
+        assert sorted(got[key]) == sorted(want[key]), key
+        assert np.allclose([got[key][s] for s in want[key]], list(want[key].values()), rtol=1e-5, atol=1e-7), key
+    a, b = _last_state(straight), _last_state(extended)
+    assert a["global_step"] == b["global_step"] == N
+    for key, value in a["state_dict"].items():
+        torch.testing.assert_close(b["state_dict"][key], value, rtol=1e-5, atol=1e-6)

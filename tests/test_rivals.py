@@ -354,7 +354,9 @@ def test_alpha_dpg_non_binary_moves_policy_to_reward_weighted_base() -> None:
 
 
 # ---------------------------------------------------------------- property: always finite
-LOGPROB = st.one_of(st.floats(-50.0, 0.0), st.sampled_from([-50.0, 0.0, -1e-9, -1e4]))
+LOGPROB = st.one_of(st.floats(-50.0, 0.0), st.sampled_from([-50.0, 0.0, -1e-9, -1e4, -1e30]))
+DATA_LOGPROB = st.one_of(LOGPROB, st.just(-math.inf))  # π_old, π_base: −∞ possible (see test_objectives)
+PAD = st.sampled_from([0.0, -1e30, -math.inf, math.nan])  # π_θ on padding: anything
 REWARD = st.one_of(st.sampled_from([0.0, 1.0]), st.floats(0.0, 1.0))
 ENTROPY = st.one_of(st.floats(0.0, 20.0), st.sampled_from([0.0, 1e-12, 1e-3]))
 
@@ -367,9 +369,11 @@ def rival_inputs(draw) -> ObjectiveInputs:
     def grid(elem):
         return [[draw(elem) for _ in range(t)] for _ in range(n)]
 
+    mask, pad = grid(st.sampled_from([0.0, 1.0])), draw(PAD)
+    lp = [[x if m else pad for x, m in zip(row, mrow)] for row, mrow in zip(grid(LOGPROB), mask)]
     return make_inputs(
-        grid(LOGPROB), [draw(REWARD) for _ in range(n)], size, base=grid(LOGPROB), old=grid(LOGPROB),
-        mask=grid(st.sampled_from([0.0, 1.0])), entropy=grid(ENTROPY), old_entropy=grid(ENTROPY),
+        lp, [draw(REWARD) for _ in range(n)], size, base=grid(DATA_LOGPROB), old=grid(DATA_LOGPROB),
+        mask=mask, entropy=grid(ENTROPY), old_entropy=grid(ENTROPY),
         step=draw(st.integers(0, 300)), max_steps=draw(st.sampled_from([0, 1, 200])),
     )
 

@@ -3,9 +3,12 @@
 Target per prompt x: ``p_x(y) = π_base(y|x) · v(y,x) / Z_x`` (``v ∈ [0, 1]``; fractional rewards give
 ``p ∝ π_base · r``). With n on-policy samples ``y_i ~ π_θ`` of a group (DESIGN §2):
 
-* ``ẑ_x = min(1, mean_i[v_i · π_base(y_i) / π_θ(y_i)])``, or ``z_default`` if no ``v_i > 0``
-  (computed as a logsumexp of log-weights: nothing large is ever exponentiated);
-* ``log(p/π)(y_i) = lp_base + log v_i − log ẑ_x − lp_θ`` (−∞ when ``v_i = 0``), ``lp_θ`` detached;
+* ``ẑ_x = min(1, mean_i[v_i · π_base(y_i) / π_θ(y_i)])``, or ``z_default`` if no sample is usable
+  (``v_i > 0`` and ``π_base(y_i) > 0``; a group whose correct samples all have ``π_base = 0`` is
+  counted in ``unusable_group_frac``), computed as a logsumexp of log-weights: nothing large is ever
+  exponentiated;
+* ``log(p/π)(y_i) = lp_base + log v_i − log ẑ_x − lp_θ`` (−∞ when the sample is not usable),
+  ``lp_θ`` detached;
 * pseudo-reward, ``scale="released"`` (the authors' code, ``−(1−α)·f′_α(t)`` with ``t = π/p``)::
 
       R = (p/π)^{1−α} − 1 = expm1((1−α)·log(p/π)),   clipped above at M;
@@ -100,16 +103,27 @@ class AlphaDPG(Objective):
 
     def log_ratio(self, inputs: ObjectiveInputs) -> tuple[Tensor, Tensor]:
         """``log(p/π_θ)`` per sample ``[N]`` (−∞ when v=0) and ``log ẑ`` per group ``[B]``, float64."""
-        log_w = self.log_weights(inputs)  # [N] log v·π_base/q (q = π_θ on-policy)
+        log_w = self.log_weights(inputs)  # [N] log v·π_base/q (q = π_θ on-policy), −∞ unless usable
         log_w_g = group_view(log_w, inputs.group_ids)  # [B, G]
         size = log_w_g.shape[1]
         log_z = torch.logsumexp(log_w_g, dim=1) - math.log(size)  # [B] log mean_i w_i (−∞ if none)
-        any_correct = group_view(inputs.rewards.detach() > 0, inputs.group_ids).any(1)  # [B]
-        log_z = torch.where(any_correct, log_z.clamp_max(0.0), math.log(self.z_default))  # [B]
+        any_usable = group_view(self.usable(inputs), inputs.group_ids).any(1)  # [B]
+        log_z = torch.where(any_usable, log_z.clamp_max(0.0), math.log(self.z_default))  # [B]
         if inputs.from_base is not None:  # log_w is against q: log(p/π) = log_w + log q − log π
             lp = inputs.seq_logprobs.detach().double()
             log_w = log_w + self._log_proposal(inputs, lp, inputs.seq_base_logprobs.detach().double()) - lp
         return log_w - log_z.repeat_interleave(size), log_z  # [N], [B]
+
+    @staticmethod
+    def usable(inputs: ObjectiveInputs) -> Tensor:
+        """Samples that enter ẑ: correct (``v > 0``) and possible under the base (``π_base(y) > 0``).  # [N]
+
+        A correct sample with ``log π_base = −∞`` (top-k/top-p or masked tokens in the base, fp16
+        underflow) has target mass ``p(y) = 0``: it weighs like a wrong sample, and a group whose
+        correct samples are all such is a group with no usable correct sample (ẑ = ``z_default``,
+        counted in ``unusable_group_frac``)."""
+        lp_base = inputs.seq_base_logprobs.detach().double()  # [N]
+        return (inputs.rewards.detach() > 0) & (lp_base > -math.inf)  # NaN compares False
 
     @staticmethod
     def _log_proposal(inputs: ObjectiveInputs, lp: Tensor, lp_base: Tensor) -> Tensor:
@@ -123,12 +137,12 @@ class AlphaDPG(Objective):
         return torch.logaddexp(lp + math.log(lam), lp_base + math.log1p(-lam))
 
     def log_weights(self, inputs: ObjectiveInputs) -> Tensor:
-        """log of the target's importance weight ``v·π_base/q`` per sample ``[N]`` (−∞ when v = 0)."""
+        """log of the target's importance weight ``v·π_base/q`` per sample ``[N]``; −∞ (weight 0,
+        p(y) = 0) unless usable, which also avoids −∞ − (−∞) when π_θ(y) underflows too."""
         lp = inputs.seq_logprobs.detach().double()  # [N] log π_θ(y), no gradient through the reward
         lp_base = inputs.seq_base_logprobs.detach().double()  # [N]
-        v = inputs.rewards.detach().double().clamp(0.0, 1.0)  # [N]
-        log_v = torch.where(v > 0, v.clamp_min(1e-300).log(), -math.inf)  # [N]
-        return lp_base + log_v - self._log_proposal(inputs, lp, lp_base)
+        log_v = inputs.rewards.detach().double().clamp(0.0, 1.0).clamp_min(1e-300).log()  # [N]
+        return torch.where(self.usable(inputs), lp_base + log_v - self._log_proposal(inputs, lp, lp_base), -math.inf)
 
     def mixture_pseudo_rewards(self, inputs: ObjectiveInputs) -> tuple[Tensor, Tensor, Tensor]:
         """Weighted pseudo-rewards ``S = ρ·R`` ``[N]`` (clipped above at M), clip hits ``[N]``, log ẑ ``[B]``."""
@@ -167,6 +181,11 @@ class AlphaDPG(Objective):
             return r, torch.zeros_like(r, dtype=torch.bool), log_z
         return x.clamp(-m, m), x >= m, log_z  # α = 1, Amari: log(p/π), −∞ → −M
 
+    def unusable_groups(self, inputs: ObjectiveInputs) -> Tensor:
+        """Groups with a correct sample (``v > 0``) but no usable one (all have ``π_base = 0``).  # [B]"""
+        correct = group_view(inputs.rewards.detach() > 0, inputs.group_ids).any(1)  # [B]
+        return correct & ~group_view(self.usable(inputs), inputs.group_ids).any(1)
+
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         if inputs.from_base is None:
             r, hit, log_z = self.pseudo_rewards(inputs)  # [N], [N], [B]
@@ -182,6 +201,8 @@ class AlphaDPG(Objective):
             "pseudo_reward_mean": r.mean(),
             "pseudo_reward_clip_frac": hit.double().mean(),
             **self.ess(inputs),
+            # groups with a correct sample but none the base can produce (ẑ = z_default there)
+            "unusable_group_frac": self.unusable_groups(inputs).double().mean(),
             **success_fracs(inputs.rewards, inputs.group_ids),
         }
         return adv.to(inputs.logprobs.dtype), metrics

@@ -50,7 +50,7 @@ def success_fracs(rewards: Tensor, group_ids: Tensor) -> dict[str, Tensor]:
 def masked_mean(x: Tensor, mask: Tensor) -> Tensor:
     """Mean of ``x`` over positions where ``mask`` is 1 (0 if there are none).  # scalar"""
     mask = mask.to(x.dtype)
-    return (x * mask).sum() / mask.sum().clamp_min(1.0)
+    return (x.masked_fill(mask == 0, 0.0) * mask).sum() / mask.sum().clamp_min(1.0)
 
 
 class Objective:
@@ -100,8 +100,9 @@ class Objective:
         metrics["advantage_std"] = adv.std(unbiased=False)
         metrics["reward_mean"] = inputs.rewards.float().mean()
         metrics["logprob_mean"] = (inputs.seq_logprobs / inputs.lengths.clamp_min(1)).mean()
-        if inputs.base_logprobs is not None:
-            metrics["kl_to_base"] = (inputs.seq_logprobs - inputs.seq_base_logprobs).mean()
+        if inputs.base_logprobs is not None:  # over samples the base can produce (π_base(y) > 0)
+            gap = (inputs.seq_logprobs - inputs.seq_base_logprobs).detach()  # [N], +∞ where π_base = 0
+            metrics["kl_to_base"] = masked_mean(gap, torch.isfinite(gap))
         entropy = inputs.entropy if inputs.entropy is not None else inputs.old_entropy
         if entropy is not None:  # mean per-token entropy of the policy over completion tokens
             metrics["entropy"] = masked_mean(entropy.detach().float(), inputs.mask)

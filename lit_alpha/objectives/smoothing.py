@@ -30,6 +30,12 @@ from lit_alpha.objectives.grpo import GRPO
 from lit_alpha.objectives.unlikeliness import LOGPROB_NORMS, sequence_logprob
 
 
+MIN_TOKEN_LOGPROB = -1e3
+"""Floor of each token's log π_old in ℓ: a sampled token below e^{−1000} is no real sample (float32
+cannot even represent its probability), and without a floor ℓ = −∞ (or −1e30) would make the
+advantage infinite; with it the term stays within γ·1e3 per token."""
+
+
 class GRPODifferentialSmoothing(GRPO):
     """GRPO whose advantages get ``−γ_p·ℓ`` on correct and ``+γ_n·ℓ`` on incorrect samples.
 
@@ -67,7 +73,8 @@ class GRPODifferentialSmoothing(GRPO):
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         adv, metrics = super().advantages(inputs)  # [N] GRPO advantage
         dtype = adv.dtype
-        ell = sequence_logprob(inputs.old_logprobs.detach().to(dtype), inputs.mask, self.logprob_norm)  # [N]
+        old = inputs.old_logprobs.detach().to(dtype).clamp_min(MIN_TOKEN_LOGPROB)  # [N, T]
+        ell = sequence_logprob(old, inputs.mask, self.logprob_norm)  # [N]
         correct = inputs.rewards.detach() > 0  # [N]
         term = torch.where(correct, -self.gamma_p * ell, self.gamma_n * ell)  # [N]
         metrics["smoothing_term_mean"] = term.mean()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from lit_alpha.batch import ObjectiveInputs
+from lit_alpha.batch import ObjectiveInputs, masked_seq_sum
 from lit_alpha.objectives.base import group_view, masked_mean
 from lit_alpha.objectives.grpo import GRPO
 
@@ -38,7 +38,7 @@ LOGPROB_NORMS = ("mean", "sum")
 def sequence_logprob(logprobs: Tensor, mask: Tensor, norm: str) -> Tensor:
     """``Σ_t log π`` ("sum") or its per-token mean ("mean") over completion tokens.  # [N]"""
     mask = mask.to(logprobs.dtype)
-    total = (logprobs * mask).sum(-1)  # [N]
+    total = masked_seq_sum(logprobs, mask)  # [N] (padding counts 0 even where it holds −∞)
     return total if norm == "sum" else total / mask.sum(-1).clamp_min(1.0)
 
 

@@ -9,7 +9,7 @@ often than given, fails with reason ``numbers``. Not every number has to be used
 computed exactly with :class:`fractions.Fraction` (so ``12/3*5`` is 20 and ``7/2*2`` is 7); it must
 equal the target exactly.
 
-Grammar (hand-written tokenizer + recursive descent; no ``eval``/``exec``/``compile``/``ast``)::
+Grammar (checked by hand-written code, below; no ``eval``/``exec``/``compile``/``ast``)::
 
     expr   := term (('+' | '-') term)*
     term   := factor (('*' | '/') factor)*
@@ -26,204 +26,180 @@ writes just the expression, then EOS).
 Reasons: ``ok``, ``wrong`` (parsed, legal, other value), ``numbers``, ``divzero``, ``parse``,
 ``empty``, ``too_long``. Everything is bounded before any work: the completion's length, the
 expression's length, the nesting depth, literal length and the literal count (at most
-``len(numbers)``, checked while tokenizing, so arithmetic never sees more literals than numbers).
-A verdict takes microseconds even on hostile text.
+``len(numbers)``, checked while scanning, so arithmetic never sees more literals than numbers).
+When several failures are present the first one met left to right decides (a parse error after a
+literal too many is ``numbers``; one before it is ``parse``), then ``numbers``, then ``divzero``.
 
-:func:`canonical` gives one text per trivially-equal answer (commutative/associative reorderings),
-used to count *distinct* correct answers.
+How (one pass, no AST): a linear regular expression (``[0-9]{1,7}|[^0-9 ]``, no backtracking) splits the
+expression into literals and one-character tokens; one loop checks the grammar (a state machine:
+operand expected or operator expected, depth, literal bounds and count) while a shunting-yard
+evaluates it, in integers while every division is exact (a ``Fraction`` only from the first inexact
+one; a division by zero is noted, not raised) and builds the canonical form bottom-up. The given
+numbers of a record are counted once per distinct ``numbers`` (a small cache), not once per sample.
+``tests/countdown_reference.py`` is the previous AST implementation; the tests check that both give
+the same verdicts (answers included) on random and hostile completions.
+
+:func:`canonical_answer` gives one text per trivially-equal answer (commutative/associative
+reorderings), used to count *distinct* correct answers; every parsed answer carries it (evaluation's
+answer entropy reads the wrong ones too).
 """
 
 from __future__ import annotations
 
-from collections import Counter
+import re
 from fractions import Fraction
-from typing import Any, Mapping, Union
+from typing import Any, Mapping
 
 from lit_alpha.verifiers.base import Verdict, Verifier
 
 MAX_DEPTH = 32  # deepest parenthesis nesting accepted
 MAX_DIGITS = 6  # longest number literal accepted
-_DIGITS = "0123456789"
-_OPS = "+-*/"
-
-# AST: an int literal, or (op, left, right) with op in "+-*/".
-Node = Union[int, tuple]
-
-
-class ParseError(ValueError):
-    """The text is not an expression of the grammar above (or exceeds a bound)."""
-
-
-class TooManyNumbers(ValueError):
-    """More number literals than numbers given: a ``numbers`` failure found while tokenizing."""
+# a literal (7 digits at most: one more than allowed is already an error), or any one character that
+# is not a space; linear, no backtracking
+_TOKEN = re.compile(r"[0-9]{1,7}|[^0-9 ]")
+_EAGER_CHARS = 4096  # up to this length all tokens are split at once (fast); beyond, lazily (fail fast)
+_PREC = {"+": 1, "-": 1, "*": 2, "/": 2, "(": 0}  # "(" on the operator stack: never reduced by an operator
+_SUM, _PRODUCT = 1, 2  # canonical-form node kinds (a literal is its text, a str)
+_GIVEN_CACHE: dict[tuple, tuple[dict[int, int], int, frozenset[int]]] = {}
+_GIVEN_CACHE_MAX = 4096
 
 
-def tokenize(text: str, max_literals: int | None = None) -> list[str | int]:
-    """Split ``text`` into int literals and one-char operator/paren tokens, failing fast.
+def _text(node: Any) -> str:
+    """Canonical text of a node: a literal's text, or a chain ``(kind, plus, minus)`` of item texts."""
+    if type(node) is str:
+        return node
+    kind, plus, minus = node
+    if kind == _SUM:
+        return "+".join(sorted(plus)) + "".join(["-" + t for t in sorted(minus)])
+    return "*".join(sorted(plus)) + "".join(["/" + t for t in sorted(minus)])
 
-    A small state machine (expecting an operand, or an operator) checks adjacency while scanning,
-    so the token list is already a well-formed infix expression; depth, literal length and literal
-    count are checked at the character that would exceed them, so hostile input stops early.
+
+def _reduce(op: str, vals: list, nodes: list) -> bool:
+    """Replace the top two operands by ``left op right``: its exact value (int while exact, else a
+    Fraction) and its canonical node; True if it divided by zero (the value is then 0, unused).
+
+    Canonical nodes: chains of ``+-`` (``*/``) are flattened into signed (inverted) items, so
+    ``a-(b-c)`` is ``a+c-b`` and ``a/(b/c)`` is ``a*c/b``; a sum inside a product is an item in
+    parentheses. Nodes are used once, so a left chain is extended in place."""
+    y = vals.pop()
+    x = vals[-1]
+    divzero = False
+    if op == "+":
+        v, kind, inverse = x + y, _SUM, False
+    elif op == "-":
+        v, kind, inverse = x - y, _SUM, True
+    elif op == "*":
+        v, kind, inverse = x * y, _PRODUCT, False
+    else:
+        kind, inverse = _PRODUCT, True
+        if y == 0:
+            v, divzero = 0, True
+        elif type(x) is int and type(y) is int:
+            q, r = divmod(x, y)
+            v = q if r == 0 else Fraction(x, y)
+        else:
+            v = x / y
+    vals[-1] = v
+    right = nodes.pop()
+    left = nodes[-1]
+    if type(left) is str:
+        plus, minus = [left], []
+    elif left[0] == kind:
+        plus, minus = left[1], left[2]
+    else:
+        plus, minus = [_text(left) if kind == _SUM else "(" + _text(left) + ")"], []
+    if type(right) is str:
+        (minus if inverse else plus).append(right)
+    elif right[0] == kind:
+        if inverse:
+            plus += right[2]
+            minus += right[1]
+        else:
+            plus += right[1]
+            minus += right[2]
+    else:
+        (minus if inverse else plus).append(_text(right) if kind == _SUM else "(" + _text(right) + ")")
+    nodes[-1] = (kind, plus, minus)
+    return divzero
+
+
+_DIGIT, _OP, _OPEN, _CLOSE = 0, 1, 2, 3
+_KIND = {**{d: _DIGIT for d in "0123456789"}, **{o: _OP for o in "+-*/"}, "(": _OPEN, ")": _CLOSE}
+
+
+def scan(expr: str, max_literals: int | None = None) -> tuple[str, Any, str | None, list[int]]:
+    """Check, evaluate and canonicalize ``expr`` in one pass.
+
+    Returns ``(status, value, canonical, literals)``: status ``"ok"`` (value exact), ``"divzero"``
+    (value None), ``"parse"`` or ``"numbers"`` (more literals than ``max_literals``; canonical None).
     """
-    tokens: list[str | int] = []
-    expect_operand = True
-    depth = 0
-    literals = 0
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == " ":
-            i += 1
-        elif c in _DIGITS:
+    vals: list[Any] = []
+    nodes: list[Any] = []
+    ops: list[str] = []
+    lits: list[int] = []
+    expect_operand, depth, divzero = True, 0, False
+    limit = max_literals if max_literals is not None else len(expr) + 1
+    kinds, prec = _KIND, _PREC
+    tokens = _TOKEN.findall(expr) if len(expr) <= _EAGER_CHARS else (m.group() for m in _TOKEN.finditer(expr))
+    for tok in tokens:
+        kind = kinds.get(tok[0])
+        if kind == _DIGIT:
+            if not expect_operand or len(tok) > MAX_DIGITS or (tok[0] == "0" and len(tok) > 1):
+                return "parse", None, None, lits
+            if len(lits) >= limit:
+                return "numbers", None, None, lits
+            n = int(tok)
+            lits.append(n)
+            vals.append(n)
+            nodes.append(tok)
+            expect_operand = False
+        elif kind == _OP:
+            if expect_operand:
+                return "parse", None, None, lits
+            p = prec[tok]
+            while ops and prec[ops[-1]] >= p:
+                divzero = _reduce(ops.pop(), vals, nodes) or divzero
+            ops.append(tok)
+            expect_operand = True
+        elif kind == _OPEN:
             if not expect_operand:
-                raise ParseError("number after operand")
-            j = i
-            while j < n and text[j] in _DIGITS:
-                j += 1
-                if j - i > MAX_DIGITS:
-                    raise ParseError("literal too long")
-            if c == "0" and j - i > 1:
-                raise ParseError("leading zero")
-            literals += 1
-            if max_literals is not None and literals > max_literals:
-                raise TooManyNumbers("more literals than numbers")
-            tokens.append(int(text[i:j]))
-            expect_operand, i = False, j
-        elif c == "(":
-            if not expect_operand:
-                raise ParseError("'(' after operand")
+                return "parse", None, None, lits
             depth += 1
             if depth > MAX_DEPTH:
-                raise ParseError("nesting too deep")
-            tokens.append(c)
-            i += 1
-        elif c == ")":
+                return "parse", None, None, lits
+            ops.append(tok)
+        elif kind == _CLOSE:
             if expect_operand or depth == 0:
-                raise ParseError("unbalanced ')'")
+                return "parse", None, None, lits
             depth -= 1
-            tokens.append(c)
-            i += 1
-        elif c in _OPS:
-            if expect_operand:
-                raise ParseError("operator where operand expected")
-            tokens.append(c)
-            expect_operand, i = True, i + 1
+            top = ops.pop()
+            while top != "(":
+                divzero = _reduce(top, vals, nodes) or divzero
+                top = ops.pop()
         else:
-            raise ParseError("illegal character")
+            return "parse", None, None, lits
     if expect_operand or depth != 0:
-        raise ParseError("incomplete expression")
-    return tokens
+        return "parse", None, None, lits
+    while ops:
+        divzero = _reduce(ops.pop(), vals, nodes) or divzero
+    return ("divzero" if divzero else "ok"), (None if divzero else vals[0]), _text(nodes[0]), lits
 
 
-class _Parser:
-    """Recursive descent over a token list (depth already bounded by :func:`tokenize`)."""
-
-    def __init__(self, tokens: list[str | int]) -> None:
-        self.tokens, self.pos = tokens, 0
-
-    def peek(self) -> str | int | None:
-        return self.tokens[self.pos] if self.pos < len(self.tokens) else None
-
-    def expr(self) -> Node:
-        node = self.term()
-        while self.peek() in ("+", "-"):
-            op = self.tokens[self.pos]
-            self.pos += 1
-            node = (op, node, self.term())
-        return node
-
-    def term(self) -> Node:
-        node = self.factor()
-        while self.peek() in ("*", "/"):
-            op = self.tokens[self.pos]
-            self.pos += 1
-            node = (op, node, self.factor())
-        return node
-
-    def factor(self) -> Node:
-        tok = self.peek()
-        self.pos += 1
-        if isinstance(tok, int):
-            return tok
-        if tok == "(":
-            node = self.expr()
-            if self.peek() != ")":
-                raise ParseError("expected ')'")
-            self.pos += 1
-            return node
-        raise ParseError("expected operand")
-
-
-def parse(text: str, max_literals: int | None = None) -> Node:
-    """Parse an expression into a tiny AST; raises :class:`ParseError` / :class:`TooManyNumbers`."""
-    tokens = tokenize(text, max_literals)
-    parser = _Parser(tokens)
-    node = parser.expr()
-    if parser.pos != len(tokens):
-        raise ParseError("trailing tokens")
-    return node
-
-
-def literals(node: Node) -> list[int]:
-    """The number literals of an AST, left to right."""
-    if isinstance(node, int):
-        return [node]
-    return literals(node[1]) + literals(node[2])
-
-
-def evaluate(node: Node) -> Fraction:
-    """Exact value of an AST; raises :class:`ZeroDivisionError` on division by zero."""
-    if isinstance(node, int):
-        return Fraction(node)
-    op, a, b = node
-    x, y = evaluate(a), evaluate(b)
-    if op == "+":
-        return x + y
-    if op == "-":
-        return x - y
-    if op == "*":
-        return x * y
-    return x / y  # Fraction raises ZeroDivisionError for y == 0
-
-
-def _flatten(node: Node, chain: str, inverse: bool, out: list[tuple[bool, Node]]) -> None:
-    """Collect the operands of an associative chain (``+-`` or ``*/``) with their inverse flag."""
-    if not isinstance(node, int) and node[0] in chain:
-        op, a, b = node
-        _flatten(a, chain, inverse, out)
-        _flatten(b, chain, inverse != (op == chain[1]), out)
-    else:
-        out.append((inverse, node))
-
-
-def canonical(node: Node) -> str:
-    """A canonical text for an AST, equal for answers that differ only trivially.
-
-    Chains of ``+``/``-`` become signed terms and chains of ``*``/``/`` become factors with an
-    inverse flag (so ``a-(b-c)`` is ``a+c-b`` and ``a/(b/c)`` is ``a*c/b``); operands of each chain
-    are sorted by their own canonical text and rendered as ``pos+pos-neg-neg`` / ``num*num/den/den``
-    with parentheses only around sums inside products. The text is itself a valid expression with
-    the same value (a chain always keeps its leftmost operand un-inverted, so it is never empty).
-    Non-trivial identities (``x*1``, ``a-b+b``, distributivity) are deliberately not merged.
-    """
-    if isinstance(node, int):
-        return str(node)
-    if node[0] in "+-":
-        items: list[tuple[bool, Node]] = []
-        _flatten(node, "+-", False, items)
-        pos = sorted(canonical(t) for inv, t in items if not inv)
-        neg = sorted(canonical(t) for inv, t in items if inv)
-        return "+".join(pos) + "".join("-" + t for t in neg)
-    items = []
-    _flatten(node, "*/", False, items)
-
-    def render(t: Node) -> str:
-        text = canonical(t)
-        return f"({text})" if not isinstance(t, int) and t[0] in "+-" else text
-
-    num = sorted(render(t) for inv, t in items if not inv)
-    den = sorted(render(t) for inv, t in items if inv)
-    return "*".join(num) + "".join("/" + t for t in den)
+def _given(numbers: Any) -> tuple[dict[int, int], int, frozenset[int]]:
+    """``{number: how many times given}``, their total and the set of them, once per distinct
+    ``numbers`` (a training batch has n samples per record)."""
+    key = tuple(numbers)
+    hit = _GIVEN_CACHE.get(key)
+    if hit is None:
+        given: dict[int, int] = {}
+        for n in key:
+            n = int(n)
+            given[n] = given.get(n, 0) + 1
+        hit = (given, sum(given.values()), frozenset(given))
+        if len(_GIVEN_CACHE) >= _GIVEN_CACHE_MAX:
+            _GIVEN_CACHE.clear()
+        _GIVEN_CACHE[key] = hit
+    return hit
 
 
 def extract(completion: str, answer_tag: str = "answer") -> str:
@@ -252,10 +228,8 @@ def canonical_answer(text: str, answer_tag: str = "answer") -> str | None:
     expr = extract(text, answer_tag)
     if len(expr) > 256:
         return None
-    try:
-        return canonical(parse(expr))
-    except (ParseError, TooManyNumbers):
-        return None
+    status, _, answer, _ = scan(expr)
+    return answer if status in ("ok", "divzero") else None
 
 
 class CountdownVerifier(Verifier):
@@ -289,21 +263,23 @@ class CountdownVerifier(Verifier):
             return Verdict(0.0, "empty")
         if len(expr) > self.max_chars:
             return Verdict(0.0, "too_long")
-        given = Counter(int(n) for n in record["numbers"])
+        given, total, keys = _given(record["numbers"])
         target = record["target"]
-        try:
-            node = parse(expr, max_literals=sum(given.values()))
-        except TooManyNumbers:
-            return Verdict(0.0, "numbers")
-        except ParseError:
-            return Verdict(0.0, "parse")
-        answer = canonical(node)
-        used = Counter(literals(node))
-        if any(count > given[n] for n, count in used.items()):
-            return Verdict(0.0, "numbers", answer=answer)
-        try:
-            value = evaluate(node)
-        except ZeroDivisionError:
+        status, value, answer, lits = scan(expr, total)
+        if status == "parse" or status == "numbers":
+            return Verdict(0.0, status)
+        distinct = set(lits)
+        if len(distinct) == len(lits):  # the usual case: each literal once, so each must be given
+            if not distinct <= keys:
+                return Verdict(0.0, "numbers", answer=answer)
+        else:
+            used: dict[int, int] = {}
+            for n in lits:
+                k = used.get(n, 0) + 1
+                if k > given.get(n, 0):
+                    return Verdict(0.0, "numbers", answer=answer)
+                used[n] = k
+        if status == "divzero":
             return Verdict(0.0, "divzero", answer=answer)
         if value != target:
             return Verdict(0.0, "wrong", answer=answer)

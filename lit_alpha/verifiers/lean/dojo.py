@@ -16,10 +16,16 @@ A second backend (like :mod:`~lit_alpha.verifiers.lean.kimina`) that keeps the s
    closed and re-created on its next proof.
 
 Axioms: a Dojo in tactic mode can only run tactics, and ``#print axioms`` is a command, so this
-backend cannot query the axioms of the finished proof. It relies on the source rules instead, which
-reject every known way to add an axiom or to trust the compiler (``axiom``, ``native_decide``,
-``bv_decide``, ``ofReduceBool``, ``implemented_by``, ``extern``, ``unsafe``, ``sorryAx``, meta-code
-...). The REPL and kimina backends check the axioms as well; prefer them where both are possible.
+backend cannot query the axioms of the finished proof, nor read Lean's warnings. It runs the source
+rules in their strict form instead (``strict=True``): everything the REPL and kimina backends stop
+only at the axioms step is rejected here before the Dojo (a new ``axiom``, the whole family of
+kernel shortcuts and native evaluation of :mod:`~lit_alpha.verifiers.lean.trust`: ``Lean.ofReduce*``,
+``reduceBool``/``reduceNat``, ``trustCompiler``, ``native_decide``, ``decide +native`` or any
+``native`` option, ``bv_decide``; ``implemented_by``, ``extern``, ``unsafe``, ``sorryAx``,
+meta-code ...), and so are ``apply?``/``exact?``, which admit their goal with ``sorry``. What it
+cannot see: a lemma of the traced repository that was itself proved natively or from an axiom (its
+axioms are inherited silently); prefer the REPL or kimina backends where both are possible (README,
+"What each Lean backend guarantees").
 
 Entering a Dojo is expensive (it compiles the theorem's file up to the theorem), so one Dojo per
 theorem is kept open, the ``max_open`` most recently used, and :meth:`LeanDojoVerifier.close` exits
@@ -149,7 +155,7 @@ class LeanDojoVerifier(Verifier):
             return Verdict(0.0, "error:record")
         if not rules.valid_record(stmt, name):
             return Verdict(0.0, "error:record")
-        body, reason = rules.proof_body(stmt, completion, self.max_chars)
+        body, reason = rules.proof_body(stmt, completion, self.max_chars, strict=True)
         if body is None:
             return Verdict(0.0, reason)
         stripped, _ = rules.strip_comments(body)  # check_source accepted it: comments are well formed

@@ -9,7 +9,10 @@ Lean, and the parsing of what Lean says:
    must not contain an escape hatch: ``sorry``/``admit``, ``axiom``, ``#``-commands (``#exit``,
    ``#eval``, ``#print`` ...), ``run_cmd``/``run_tac``/``by_elab``, ``IO``, ``unsafe``,
    ``implemented_by``/``extern``, ``macro``/``elab``/``syntax``/``notation`` definitions, new
-   top-level declarations, ``native_decide`` and friends, ``set_option`` of any option outside
+   top-level declarations, the whole family of axiom-backed kernel shortcuts and native evaluation
+   (``Lean.ofReduce*``, ``reduceBool``/``reduceNat``, ``trustCompiler``, ``native_decide``,
+   ``decide +native`` or any ``native`` option, ``bv_decide``: :mod:`~lit_alpha.verifiers.lean.trust`
+   derives the rule from where Lean core defines them), ``set_option`` of any option outside
    :data:`ALLOWED_OPTION_PREFIXES`, attributes ``@[...]``, string literals, ``«»`` identifiers and
    backquoted names/quotations (which could hide code from this scanner or run meta-code). Comments
    are stripped first (nested ``/- -/`` as in Lean 4, ``--`` to end of line), so explanatory comments
@@ -24,12 +27,17 @@ Lean, and the parsing of what Lean says:
    <name>`` in the proof's environment must list only :data:`ALLOWED_AXIOMS` (so ``native_decide``'s
    ``Lean.ofReduceBool``, ``sorryAx`` and any new axiom fail).
 
+``strict=True`` (the LeanDojo backend, which has neither Lean's messages nor the axioms) also rejects
+the search tactics that admit their goal with ``sorry`` (``apply?``, ``exact?``).
+
 Every function is total on hostile text (returns a reason instead of raising) and linear in its input.
 """
 
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
+
+from lit_alpha.verifiers.lean.trust import search_reason, trust_reason
 
 ALLOWED_AXIOMS = frozenset({"propext", "Classical.choice", "Quot.sound"})
 FENCE_OPEN = "```lean4"
@@ -49,10 +57,8 @@ BANNED_TOKENS = frozenset({
     "example", "structure", "class", "inductive", "coinductive", "mutual", "universe", "variable",
     "namespace", "section", "end", "noncomputable", "partial", "private", "protected", "export",
     "attribute", "deriving", "import", "prelude", "initialize", "builtin_initialize",
-    # compiler / kernel escape hatches
-    "native_decide", "bv_decide", "ofReduceBool", "Lean.ofReduceBool", "reduceBool",
-    "trustCompiler", "Lean.trustCompiler", "implemented_by", "extern", "csimp", "unsafe",
-    "unsafeCast", "unsafeIO", "unsafeBaseIO", "unsafeEIO", "ptrAddrUnsafe",
+    # compiler escape hatches (the kernel-shortcut / native-evaluation family: lean.trust)
+    "implemented_by", "extern", "csimp", "unsafe", "unsafeCast", "unsafeIO", "unsafeBaseIO", "unsafeEIO", "ptrAddrUnsafe",
     # meta-programming and running code
     "macro", "macro_rules", "elab", "elab_rules", "syntax", "declare_syntax_cat", "notation",
     "infix", "infixl", "infixr", "prefix", "postfix", "simproc", "dsimproc", "run_cmd", "run_tac",
@@ -61,8 +67,7 @@ BANNED_TOKENS = frozenset({
 # ... and these also as a component of a dotted name (`h.sorry`, `Lean.ofReduceBool`); command
 # keywords are not, since `Foo.def`/`x.end` are ordinary names.
 BANNED_PIECES = frozenset({
-    "sorry", "admit", "sorryAx", "native_decide", "bv_decide", "ofReduceBool", "reduceBool",
-    "trustCompiler", "implemented_by", "unsafeCast", "unsafeIO", "unsafeBaseIO", "unsafeEIO",
+    "sorry", "admit", "sorryAx", "implemented_by", "unsafeCast", "unsafeIO", "unsafeBaseIO", "unsafeEIO",
     "ptrAddrUnsafe", "IO", "EIO", "BaseIO", "run_cmd", "run_tac", "run_elab", "run_meta", "by_elab",
 })
 # Token prefixes rejected (a dotted name starting with one of these: IO.println, System.FilePath ...).
@@ -200,7 +205,7 @@ def _token_reason(tok: str) -> str | None:
 
 
 # -- source rules -------------------------------------------------------------------------------
-def check_source(code: str, theorem_statement: str) -> str | None:
+def check_source(code: str, theorem_statement: str, strict: bool = False) -> str | None:
     """``None`` if ``code`` passes the source rules for ``theorem_statement``, else a cheat reason.
 
     Reasons look like ``cheat:<what>`` (``cheat:statement`` when the given statement is missing,
@@ -229,7 +234,7 @@ def check_source(code: str, theorem_statement: str) -> str | None:
     if why:
         return why
     proof = stripped[at + len(stmt):]
-    return proof_reason(proof)
+    return proof_reason(proof, strict)
 
 
 PREAMBLE_WORDS = ("import", "open", "set_option")
@@ -246,8 +251,8 @@ def preamble_reason(preamble: str) -> str | None:
     return None
 
 
-def proof_reason(proof: str) -> str | None:
-    """The cheat reason in a comment-free proof body, or ``None``."""
+def proof_reason(proof: str, strict: bool = False) -> str | None:
+    """The cheat reason in a comment-free proof body, or ``None`` (``strict``: see the module doc)."""
     for c, why in BANNED_CHARS.items():
         if c in proof:
             return f"cheat:{why}"
@@ -272,7 +277,8 @@ def proof_reason(proof: str) -> str | None:
             opt = toks[k + 1][1] if k + 1 < len(toks) else ""
             if not opt.startswith(ALLOWED_OPTION_PREFIXES):
                 return f"cheat:set_option:{opt[:48]}"
-    return None
+    why = trust_reason(proof, toks) or (search_reason(proof, toks) if strict else None)
+    return f"cheat:{why}" if why else None
 
 
 # -- Lean's answer ------------------------------------------------------------------------------
@@ -384,7 +390,7 @@ def valid_record(stmt: Any, name: Any) -> bool:
     return len(words) >= 2 and words[0] in ("theorem", "lemma") and words[1] == name.strip()
 
 
-def proof_body(stmt: str, completion: Any, max_chars: int) -> tuple[str | None, str]:
+def proof_body(stmt: str, completion: Any, max_chars: int, strict: bool = False) -> tuple[str | None, str]:
     """The statement-plus-proof text to send to Lean, or ``None`` and the 0-verdict reason.
 
     The completion continues the prompt's open ```lean4 block, so the statement is prepended before
@@ -398,7 +404,7 @@ def proof_body(stmt: str, completion: Any, max_chars: int) -> tuple[str | None, 
     code = extract_proof(FENCE_OPEN + "\n" + stmt + completion, max_chars)
     if code is None:
         return None, "parse"
-    cheat = check_source(code, stmt)
+    cheat = check_source(code, stmt, strict)
     if cheat:
         return None, cheat
     return code[code.find(stmt.strip()):], "ok"
