@@ -104,3 +104,26 @@ def test_join_groups_layout():
     assert out.attention_mask[2].tolist() == [1, 1, 1, 0, 0]
     with pytest.raises(ValueError, match="prompt layouts"):
         join_groups(policy, replace(base, prompt_len=3), 2, 1, 0)
+
+
+@pytest.mark.slow
+def test_fit_with_base_samples(in_tmp, random_model_dir):
+    """data.base_samples: each group gets K π_base rows; α-DPG trains on them, GRPO is refused."""
+    from mlflow.tracking import MlflowClient
+
+    from conftest import REPO
+    from lit_alpha.__main__ import main as cli_main
+
+    small = ["--model.model", str(random_model_dir), "--data.task.init_args.num_val", "2", "--data.val_samples", "2",
+             "--data.prompts_per_step", "2", "--data.n_samples", "2", "--data.base_samples", "3",
+             "--trainer.max_steps", "2", "--validate_at_start", "false", "--trainer.limit_val_batches", "0",
+             "--trainer.enable_progress_bar", "false", "--trainer.logger.init_args.experiment_name", "mix"]
+    cli_main(["fit", "--config", str(REPO / "configs/a0.yaml"), *small])
+    client = MlflowClient(f"sqlite:///{in_tmp}/mlruns/mlflow.db")
+    (run,) = client.search_runs([client.get_experiment_by_name("mix").experiment_id])
+    assert run.info.status == "FINISHED"
+    m = run.data.metrics
+    assert "perf/base_proposal_sample_s" in m and m["perf/base_proposal_completion_tokens"] > 0
+    assert math.isfinite(m["train/loss"]) and m["train/skipped_steps"] == 0
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--config", str(REPO / "configs/grpo.yaml"), *small])
