@@ -38,6 +38,7 @@ from torch import Tensor
 from lit_alpha.batch import ObjectiveInputs
 from lit_alpha.objectives.base import Objective, group_view, leave_one_out_baseline, success_fracs
 from lit_alpha.objectives.schedule import Schedule
+from lit_alpha.verifiers.base import is_correct
 
 SCALES = ("released", "amari")
 
@@ -88,7 +89,7 @@ class AlphaDPG(Objective):
         lp = inputs.seq_logprobs.detach().double()  # [N] log π_θ(y), no gradient through the reward
         lp_base = inputs.seq_base_logprobs.detach().double()  # [N]
         v = inputs.rewards.detach().double().clamp(0.0, 1.0)  # [N]
-        correct = v > 0  # [N]
+        correct = is_correct(v)  # [N] (v > 0: the support of p)
         log_v = torch.where(correct, v.clamp_min(1e-300).log(), -math.inf)  # [N]
         log_w = lp_base + log_v - lp  # [N] log of the importance weight v·π_base/π_θ
         log_w_g = group_view(log_w, inputs.group_ids)  # [B, G]
