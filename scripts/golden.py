@@ -145,10 +145,9 @@ def record(args: argparse.Namespace) -> int:
         model_dir = random_model(Path(tmp) / "random_llama")
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             results = dict(zip(todo, pool.map(lambda n: run_config(n, args.steps, model_dir, args.keep), todo)))
-    import subprocess as sp
-
-    commit = sp.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(sp.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True).stdout.strip())
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip())
     doc = {"commit": commit, "dirty": dirty, "steps": args.steps,
            "skipped": {n: SKIP[n] for n in names if n in SKIP}, "configs": results}
     Path(args.out).write_text(json.dumps(doc, indent=1, sort_keys=True))
@@ -175,7 +174,7 @@ def differences(before: dict[str, Any], after: dict[str, Any], tol: float) -> li
             continue
         b, a = bc[name], ac[name]
         if "error" in b or "error" in a:
-            out.append(f"{name}: failed ({'before' if 'error' in b else ''} {'after' if 'error' in a else ''}".rstrip() + ")")
+            out.append(f"{name}: failed ({', '.join(w for w, r in (('before', b), ('after', a)) if 'error' in r)})")
             continue
         bm, am = b["metrics"], a["metrics"]
         for key in sorted(set(bm) | set(am)):

@@ -399,3 +399,27 @@ def test_property_rivals_finite(inputs: ObjectiveInputs, data) -> None:
         for name, value in out.metrics.items():
             assert torch.isfinite(value), (obj, name)
             assert not value.requires_grad
+
+
+VARIANTS = [(GRPOPassAtK, "k", True), (GRPOUnlikely, "rank_penalty", True),
+            (GRPODifferentialSmoothing, "gamma_p", False), (GRPOEntropyRatioClip, "erc_low", False)]
+GRPO_FIELDS = {"beta", "std_normalize", "clip_eps", "clip_eps_high", "aggregation", "normalizer"}
+
+
+@pytest.mark.parametrize("cls,own,std", VARIANTS, ids=[v[0].__name__ for v in VARIANTS])
+def test_variant_forwards_grpo_arguments_and_the_cli_sees_them(cls, own: str, std: bool) -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "obj")
+    defaults = vars(parser.get_defaults().obj)
+    assert GRPO_FIELDS | {own} <= set(defaults)  # every GRPO field, through **grpo
+    assert defaults["std_normalize"] is std and defaults["beta"] == 0.0 and defaults["normalizer"] == 1024.0
+    assert "weight of the per-token k3" in parser.format_help()  # with GRPO's docstring
+    obj = parser.instantiate_classes(parser.parse_args(["--obj.beta", "0.1", "--obj.normalizer", "8"])).obj
+    assert isinstance(obj, cls) and obj.beta == 0.1 and obj.normalizer == 8.0 and obj.needs_base
+    assert obj.std_normalize is std and obj.clip_eps == 0.2 and obj.aggregation == "constant"
+    with pytest.raises(TypeError, match="nope"):
+        cls(nope=1)
+    with pytest.raises(ValueError, match="aggregation"):
+        cls(aggregation="max")  # GRPO's own validation still runs
