@@ -45,6 +45,7 @@ import numpy as np
 from lit_alpha.metrics.target import target_divergences
 from lit_alpha.frontier import (EVAL_ARTIFACT_DIR, KIND_TAG, TARGET_COLUMNS, default_ks, pass_at_k_per_problem,
                                 shannon_entropy, simpson_index)
+from lit_alpha.verifiers.base import is_correct
 
 INVALID = "<invalid>"
 _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
@@ -53,16 +54,16 @@ _SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 # -- the table ----------------------------------------------------------------------------
 def problem_row(record: Mapping[str, Any], rewards: Sequence[float], answers: Sequence[str | None],
                 reasons: Sequence[str] = (), samples: Sequence[str] = ()) -> dict[str, Any]:
-    """One problem's row from its n verdicts (``rewards`` ≥ 1 is correct; ``answers`` canonical or None).
+    """One problem's row from its n verdicts (correct: ``is_correct(reward)``; ``answers`` canonical or None).
     ``samples``: each completion's token ids (``"id id id"``); the correct ones are kept with their
     counts as ``correct_samples``, exact samples of the target when the policy is the base model."""
-    correct = Counter(a if a is not None else INVALID for r, a in zip(rewards, answers) if r >= 1.0)
+    correct = Counter(a if a is not None else INVALID for r, a in zip(rewards, answers) if is_correct(r))
     every = Counter(a if a is not None else INVALID for a in answers)
     row: dict[str, Any] = {"problem_id": str(record["id"])}
     row.update({k: v for k, v in record.items() if k != "id"})
     row.update({
         "n": len(rewards),
-        "c": int(sum(1 for r in rewards if r >= 1.0)),
+        "c": int(sum(1 for r in rewards if is_correct(r))),
         "distinct_correct": len(correct),
         "answer_entropy": shannon_entropy(every.values()),
         "answer_simpson": simpson_index(every.values()),
@@ -72,7 +73,7 @@ def problem_row(record: Mapping[str, Any], rewards: Sequence[float], answers: Se
         "answers": dict(every.most_common()),
     })
     if samples:
-        row["correct_samples"] = dict(Counter(s for r, s in zip(rewards, samples) if r >= 1.0).most_common())
+        row["correct_samples"] = dict(Counter(s for r, s in zip(rewards, samples) if is_correct(r)).most_common())
     if reasons:
         row["reasons"] = dict(Counter(str(r).split(":")[0] for r in reasons).most_common())
     return row

@@ -29,6 +29,7 @@ from lit_alpha.models import AdapterDisabled, LoraSpec, apply_lora, load_policy
 from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.objectives.base import Objective
 from lit_alpha.sampling.logprobs import token_logprobs
+from lit_alpha.verifiers.base import is_correct
 from lit_alpha.verifiers.guarded import FAULTS
 
 log = logging.getLogger(__name__)
@@ -248,7 +249,7 @@ class AlphaModule(L.LightningModule):
         answers: list[set[str]] = [set() for _ in range(num_groups)]
         for g, r, a in zip(groups, batch.rewards.tolist(), batch.answers or [None] * len(groups)):
             n[g] += 1
-            if r >= 1.0:
+            if is_correct(r):
                 c[g] += 1
                 if a is not None:
                     answers[g].add(a)

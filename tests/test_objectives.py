@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -175,7 +176,7 @@ def test_alpha_dpg_correct_sample_the_base_cannot_produce() -> None:
     assert adv.tolist() == [0.0, 0.0]
     r, _, log_z = obj.pseudo_rewards(inputs)
     assert r.tolist() == [-1.0, -1.0] and log_z.tolist() == [LN(1e-4)]
-    assert metrics["unusable_group_frac"] == 1.0 and metrics["zero_success_frac"] == 0.0
+    assert metrics["unusable_group_frac"] == 1.0 and obj(inputs).metrics["zero_success_frac"] == 0.0
     out = obj(inputs)
     assert torch.isfinite(out.loss) and out.metrics["kl_to_base"] == -2.0  # over y1 only: −5 − (−3)
     # same with π_θ(y0) = 0 too (−∞ − (−∞) would be NaN): still A = 0
@@ -253,6 +254,7 @@ def test_grpo_advantages() -> None:
     inputs = make_inputs([[-1.0]] * 6, [1, 0, 0, 1, 1, 1], 3)
     adv, metrics = GRPO().advantages(inputs)
     assert_close(adv, torch.tensor([2 / 3, -1 / 3, -1 / 3, 0, 0, 0]))
+    metrics = GRPO()(inputs).metrics  # degenerate-group counts: added once, by Objective.__call__
     assert_close(metrics["all_success_frac"], torch.tensor(0.5))
     assert_close(metrics["zero_success_frac"], torch.tensor(0.0))
     # std (unbiased) of (1, 0, 0) = √(((2/3)² + 2·(1/3)²)/2) = √(1/3) = 0.577350
@@ -446,3 +448,31 @@ def test_property_everything_finite(inputs: ObjectiveInputs, alpha: float, beta:
         for name, value in out.metrics.items():
             assert torch.isfinite(value), (obj, name)
             assert not value.requires_grad
+
+
+def test_correct_is_one_definition_everywhere() -> None:
+    # "correct" = reward > 0 (lit_alpha.verifiers.base.is_correct), the same for a verdict, the
+    # degenerate-group counts, pass@k's c and the evaluation table: partial credit 0.5 counts, 0 does not
+    from lit_alpha.evaluate import problem_row
+    from lit_alpha.module import AlphaModule
+    from lit_alpha.objectives import GRPOPassAtK
+    from lit_alpha.verifiers.base import Verdict, is_correct
+
+    assert is_correct(0.5) and is_correct(1.0) and not is_correct(0.0)
+    assert Verdict(0.5).correct and Verdict(1.0).correct and not Verdict(0.0, "wrong").correct
+    assert_close(is_correct(torch.tensor([0.0, 0.25, 1.0])), torch.tensor([False, True, True]))
+    # groups (0.5, 0) and (0, 0): one group with a success, none with all
+    out = GRPO()(make_inputs([[-1.0]] * 4, [0.5, 0.0, 0.0, 0.0], 2))
+    assert_close(out.metrics["zero_success_frac"], torch.tensor(0.5))
+    assert_close(out.metrics["all_success_frac"], torch.tensor(0.0))
+    # analytic pass@k with k=1 on (0.5, 0): one correct of two, R̄ = 1/2
+    adv, metrics = GRPOPassAtK(k=1, mode="analytic").advantages(make_inputs([[-1.0]] * 2, [0.5, 0.0], 2))
+    assert_close(metrics["passk_expected"], torch.tensor(0.5))
+    assert adv[0] > 0 > adv[1]
+    row = problem_row({"id": "p"}, [0.5, 0.0, 1.0], ["a", None, "b"])
+    assert row["c"] == 2 and row["distinct_correct"] == 2
+    # the trainer's pass@k counts (n, c) per problem, from a batch's rewards
+    batch = SimpleNamespace(group_ids=torch.tensor([0, 0, 1, 1]), num_groups=2,
+                            rewards=torch.tensor([0.5, 0.0, 0.0, 1.0]), answers=["a", None, None, "b"])
+    n, c, answers = AlphaModule._per_problem(batch)
+    assert n.tolist() == [2, 2] and c.tolist() == [1, 1] and answers == [{"a"}, {"b"}]

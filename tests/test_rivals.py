@@ -51,9 +51,9 @@ def test_rloo_golden() -> None:
     # group 1 r = (1, 1, 1, 0): A = 1 − 2/3 = 1/3 (×3), A3 = 0 − 1 = −1
     lp = [[-1.0, -1.0]] * 8  # Σ_t log π = −2 for every sample
     inputs = make_inputs(lp, [1, 0, 0, 1, 1, 1, 1, 0], 4)
-    adv, metrics = RLOO().advantages(inputs)
+    adv, _ = RLOO().advantages(inputs)
     assert_close(adv, torch.tensor([2 / 3, -2 / 3, -2 / 3, 2 / 3, 1 / 3, 1 / 3, 1 / 3, -1.0]))
-    assert_close(metrics["all_success_frac"], torch.tensor(0.0))
+    assert_close(RLOO()(inputs).metrics["all_success_frac"], torch.tensor(0.0))  # added by Objective.__call__
     # loss = mean_i(−A_i·(−2))/C = 2·mean(A)/C = 2·(0 + 0)/8/C = 0; gradient −A_i/(N·C) per token
     out = RLOO(normalizer=2.0)(inputs)
     assert_close(out.loss, torch.tensor(0.0))
@@ -403,3 +403,27 @@ def test_property_rivals_finite(inputs: ObjectiveInputs, data) -> None:
         for name, value in out.metrics.items():
             assert torch.isfinite(value), (obj, name)
             assert not value.requires_grad
+
+
+VARIANTS = [(GRPOPassAtK, "k", True), (GRPOUnlikely, "rank_penalty", True),
+            (GRPODifferentialSmoothing, "gamma_p", False), (GRPOEntropyRatioClip, "erc_low", False)]
+GRPO_FIELDS = {"beta", "std_normalize", "clip_eps", "clip_eps_high", "aggregation", "normalizer"}
+
+
+@pytest.mark.parametrize("cls,own,std", VARIANTS, ids=[v[0].__name__ for v in VARIANTS])
+def test_variant_forwards_grpo_arguments_and_the_cli_sees_them(cls, own: str, std: bool) -> None:
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "obj")
+    defaults = vars(parser.get_defaults().obj)
+    assert GRPO_FIELDS | {own} <= set(defaults)  # every GRPO field, through **grpo
+    assert defaults["std_normalize"] is std and defaults["beta"] == 0.0 and defaults["normalizer"] == 1024.0
+    assert "weight of the per-token k3" in parser.format_help()  # with GRPO's docstring
+    obj = parser.instantiate_classes(parser.parse_args(["--obj.beta", "0.1", "--obj.normalizer", "8"])).obj
+    assert isinstance(obj, cls) and obj.beta == 0.1 and obj.normalizer == 8.0 and obj.needs_base
+    assert obj.std_normalize is std and obj.clip_eps == 0.2 and obj.aggregation == "constant"
+    with pytest.raises(TypeError, match="nope"):
+        cls(nope=1)
+    with pytest.raises(ValueError, match="aggregation"):
+        cls(aggregation="max")  # GRPO's own validation still runs

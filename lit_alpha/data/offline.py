@@ -38,6 +38,7 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from lit_alpha.batch import RolloutBatch
 from lit_alpha.data.rollout import rollout
+from lit_alpha.verifiers.base import is_correct
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
@@ -184,7 +185,7 @@ class OfflineRFT:
             reasons=list(c["reasons"]),
             answers=list(c["answers"]),
             prompt_len=int(c["prompt_len"]),
-            stats={**c["stats"], "train/offline_accept_frac": float((c["rewards"] >= 1.0).float().mean())},
+            stats={**c["stats"], "train/offline_accept_frac": float(is_correct(c["rewards"]).float().mean())},
             old_entropy=None if c["old_entropy"] is None else c["old_entropy"].float(),
         ).to(device)
 

@@ -52,8 +52,9 @@ import torch
 from torch import Tensor
 
 from lit_alpha.batch import ObjectiveInputs
-from lit_alpha.objectives.base import Objective, group_view, leave_one_out_baseline, success_fracs
+from lit_alpha.objectives.base import Objective, group_view, leave_one_out_baseline
 from lit_alpha.objectives.schedule import Schedule
+from lit_alpha.verifiers.base import is_correct
 
 SCALES = ("released", "amari")
 
@@ -123,7 +124,7 @@ class AlphaDPG(Objective):
         correct samples are all such is a group with no usable correct sample (ẑ = ``z_default``,
         counted in ``unusable_group_frac``)."""
         lp_base = inputs.seq_base_logprobs.detach().double()  # [N]
-        return (inputs.rewards.detach() > 0) & (lp_base > -math.inf)  # NaN compares False
+        return is_correct(inputs.rewards.detach()) & (lp_base > -math.inf)  # NaN compares False
 
     @staticmethod
     def _log_proposal(inputs: ObjectiveInputs, lp: Tensor, lp_base: Tensor) -> Tensor:
@@ -183,7 +184,7 @@ class AlphaDPG(Objective):
 
     def unusable_groups(self, inputs: ObjectiveInputs) -> Tensor:
         """Groups with a correct sample (``v > 0``) but no usable one (all have ``π_base = 0``).  # [B]"""
-        correct = group_view(inputs.rewards.detach() > 0, inputs.group_ids).any(1)  # [B]
+        correct = group_view(is_correct(inputs.rewards.detach()), inputs.group_ids).any(1)  # [B]
         return correct & ~group_view(self.usable(inputs), inputs.group_ids).any(1)
 
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
@@ -203,7 +204,6 @@ class AlphaDPG(Objective):
             **self.ess(inputs),
             # groups with a correct sample but none the base can produce (ẑ = z_default there)
             "unusable_group_frac": self.unusable_groups(inputs).double().mean(),
-            **success_fracs(inputs.rewards, inputs.group_ids),
         }
         return adv.to(inputs.logprobs.dtype), metrics
 

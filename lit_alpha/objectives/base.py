@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from lit_alpha.batch import ObjectiveInputs, ObjectiveOutput
+from lit_alpha.verifiers.base import is_correct
 
 
 def group_view(x: Tensor, group_ids: Tensor) -> Tensor:
@@ -34,13 +35,13 @@ def leave_one_out_baseline(values: Tensor, group_ids: Tensor) -> Tensor:
 
 
 def success_fracs(rewards: Tensor, group_ids: Tensor) -> dict[str, Tensor]:
-    """Degenerate-group diagnostics; a sample "succeeds" when its reward is > 0.
+    """Degenerate-group diagnostics; a sample "succeeds" when it :func:`~lit_alpha.verifiers.base.is_correct`.
 
     ``zero_success_frac``: fraction of groups with no successful sample (α-DPG falls back to
     ``z_default`` there; GRPO/RLOO get zero advantage). ``all_success_frac``: fraction of groups where
     every sample succeeds.
     """
-    ok = group_view(rewards.detach() > 0, group_ids)  # [B, G] bool
+    ok = group_view(is_correct(rewards.detach()), group_ids)  # [B, G] bool
     return {
         "zero_success_frac": (~ok.any(1)).float().mean(),
         "all_success_frac": ok.all(1).float().mean(),
@@ -94,7 +95,7 @@ class Objective:
         loss, loss_metrics = self.loss(inputs, adv)
         metrics = {**metrics, **loss_metrics}
         for key, value in success_fracs(inputs.rewards, inputs.group_ids).items():
-            metrics.setdefault(key, value)  # degenerate groups are counted for every objective
+            metrics.setdefault(key, value)  # degenerate groups are counted here, for every objective
         metrics["loss"] = loss
         metrics["advantage_mean"] = adv.mean()
         metrics["advantage_std"] = adv.std(unbiased=False)

@@ -23,6 +23,8 @@ the sampler, both without gradient.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -39,28 +41,14 @@ class GRPOEntropyRatioClip(GRPO):
     Args:
         erc_low: ε_low of the entropy-ratio band.
         erc_high: ε_high of the entropy-ratio band.
-        beta: weight of the per-token k3 KL(π_θ‖π_base) penalty.
-        std_normalize: divide advantages by the group's reward std.
-        clip_eps: ε of the (probability) ratio clip ``[1 − ε, 1 + ε_high]``.
-        clip_eps_high: ε_high of the upper probability-ratio clip; None: ε.
-        aggregation: "constant", "token" or "sequence" (see GRPO).
-        normalizer: the constant C of the "constant" aggregation.
+        **grpo: GRPO's arguments (``beta``, ``std_normalize``, ``clip_eps`` and ``clip_eps_high`` of the
+            probability-ratio clip, ``aggregation``, ``normalizer``), forwarded by keyword.
     """
 
     needs_entropy = True
 
-    def __init__(
-        self,
-        erc_low: float = 0.05,
-        erc_high: float = 0.05,
-        beta: float = 0.0,
-        std_normalize: bool = False,
-        clip_eps: float = 0.2,
-        clip_eps_high: float | None = None,
-        aggregation: str = "constant",
-        normalizer: float = 1024.0,
-    ) -> None:
-        super().__init__(beta, std_normalize, clip_eps, clip_eps_high, aggregation, normalizer)
+    def __init__(self, erc_low: float = 0.05, erc_high: float = 0.05, **grpo: Any) -> None:
+        super().__init__(**grpo)
         if not (0 < erc_low < 1 and erc_high > 0):
             raise ValueError(f"need 0 < erc_low < 1 and erc_high > 0, got {erc_low}, {erc_high}")
         self.erc_low, self.erc_high = float(erc_low), float(erc_high)

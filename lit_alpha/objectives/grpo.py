@@ -13,7 +13,10 @@ Both log-ratios are clamped to ±20 before ``exp`` so that broken inputs give a 
 inf (as verl does). Two hooks let variants reuse all of this: :meth:`GRPO.shaped_rewards` (the rewards
 the group normalisation sees, e.g. the unlikeliness reward) and :meth:`GRPO.token_gate` (a per-token
 0/1 gate on the surrogate, e.g. entropy-ratio clipping); subclasses may also post-process
-:meth:`GRPO.advantages` (differential smoothing) or replace it (Pass@k). With one optimizer step
+:meth:`GRPO.advantages` (differential smoothing) or replace it (Pass@k). A variant's constructor names
+only its own arguments and forwards GRPO's as ``**grpo`` (``super().__init__(**grpo)``): jsonargparse
+follows the forwarding, so ``--model.objective.help`` and ``--print_config`` still list (and document)
+every GRPO field. With one optimizer step
 per fresh batch ρ = 1 and, with β=0 and "constant", the gradient is REINFORCE's with a group-mean
 baseline: ``∂L/∂log π_θ(y_{i,t}) = −A_i / (N·C)``.
 """
@@ -24,7 +27,7 @@ import torch
 from torch import Tensor
 
 from lit_alpha.batch import ObjectiveInputs
-from lit_alpha.objectives.base import Objective, group_view, success_fracs
+from lit_alpha.objectives.base import Objective, group_view
 
 AGGREGATIONS = ("constant", "token", "sequence")
 _MAX_LOG_RATIO = 20.0
@@ -82,7 +85,7 @@ class GRPO(Objective):
         if self.std_normalize:
             std = r.std(1, keepdim=True) if r.shape[1] > 1 else torch.zeros_like(adv)  # [B, 1]
             adv = adv / (std + 1e-4)
-        return adv.reshape(-1), {**metrics, **success_fracs(inputs.rewards, inputs.group_ids)}
+        return adv.reshape(-1), metrics
 
     def token_gate(self, inputs: ObjectiveInputs) -> tuple[Tensor | None, dict[str, Tensor]]:
         """An optional 0/1 gate ``[N, T]`` on each token's surrogate (0: no policy gradient there)."""

@@ -13,7 +13,7 @@ Two modes, both plugged into GRPO's clipped surrogate (``clip_eps``, ``beta``, `
   correct sample moves. The normalisation by the group std is our reading of "normalised".
 * ``mode="analytic"`` — the analytic pass@k advantage of Chen et al., "Pass@k Training for Adaptively
   Balancing Exploration and Exploitation of Large Reasoning Models" (arXiv 2508.10751, §3): with N
-  samples of which N_neg are wrong (a sample is correct when its reward is > 0)::
+  samples of which N_neg are wrong (correct: :func:`~lit_alpha.verifiers.base.is_correct`)::
 
       R̄   = 1 − C(N_neg, k) / C(N, k)                      (expected pass@k of a random k-subset)
       σ   = sqrt(R̄ (1 − R̄))
@@ -27,13 +27,15 @@ Two modes, both plugged into GRPO's clipped surrogate (``clip_eps``, ``beta``, `
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from lit_alpha.batch import ObjectiveInputs
-from lit_alpha.objectives.base import group_view, success_fracs
+from lit_alpha.objectives.base import group_view
 from lit_alpha.objectives.grpo import GRPO
+from lit_alpha.verifiers.base import is_correct
 
 MODES = ("best", "analytic")
 
@@ -61,26 +63,13 @@ class GRPOPassAtK(GRPO):
     Args:
         k: the k of pass@k (``mode="analytic"``; must not exceed the group size).
         mode: "best" (only the group's best sample gets ``r_(1) − r_(2)``) or "analytic" (Chen et al.).
-        std_normalize: divide by the group std ("best") or by σ ("analytic").
-        beta: weight of the per-token k3 KL(π_θ‖π_base) penalty.
-        clip_eps: ε of the ratio clip ``[1 − ε, 1 + ε_high]``.
-        clip_eps_high: ε_high of the upper ratio clip; None: ε.
-        aggregation: "constant", "token" or "sequence" (see GRPO).
-        normalizer: the constant C of the "constant" aggregation.
+        std_normalize: divide by the group std ("best") or by σ ("analytic"); on by default here.
+        **grpo: GRPO's other arguments (``beta``, ``clip_eps``, ``clip_eps_high``, ``aggregation``,
+            ``normalizer``), forwarded by keyword.
     """
 
-    def __init__(
-        self,
-        k: int = 4,
-        mode: str = "best",
-        std_normalize: bool = True,
-        beta: float = 0.0,
-        clip_eps: float = 0.2,
-        clip_eps_high: float | None = None,
-        aggregation: str = "constant",
-        normalizer: float = 1024.0,
-    ) -> None:
-        super().__init__(beta, std_normalize, clip_eps, clip_eps_high, aggregation, normalizer)
+    def __init__(self, k: int = 4, mode: str = "best", std_normalize: bool = True, **grpo: Any) -> None:
+        super().__init__(std_normalize=std_normalize, **grpo)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
         if mode not in MODES:
@@ -90,7 +79,7 @@ class GRPOPassAtK(GRPO):
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         dtype = inputs.logprobs.dtype
         r = group_view(inputs.rewards.detach().to(dtype), inputs.group_ids)  # [B, G]
-        metrics = success_fracs(inputs.rewards, inputs.group_ids)
+        metrics: dict[str, Tensor] = {}
         if self.mode == "best":
             adv = self._best(r)
             metrics["passk_active_frac"] = (adv != 0).any(1).to(dtype).mean()
@@ -119,7 +108,7 @@ class GRPOPassAtK(GRPO):
             raise ValueError(f"GRPOPassAtK: k={self.k} exceeds the group size {size} (data.n_samples)")
         mean, pos, neg = (torch.tensor(t, dtype=r.dtype, device=r.device)
                           for t in passk_advantage_table(size, self.k, self.std_normalize))  # [G+1] each
-        correct = r > 0  # [B, G]
+        correct = is_correct(r)  # [B, G]
         n_neg = (~correct).sum(1)  # [B]
         adv = torch.where(correct, pos[n_neg][:, None], neg[n_neg][:, None])  # [B, G]
         return adv, mean[n_neg]

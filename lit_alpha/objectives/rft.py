@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from lit_alpha.batch import ObjectiveInputs
-from lit_alpha.objectives.base import Objective, success_fracs
+from lit_alpha.objectives.base import Objective
 
 
 class RFT(Objective):
@@ -29,5 +29,4 @@ class RFT(Objective):
 
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         keep = (inputs.rewards.detach() >= self.threshold).to(inputs.logprobs.dtype)  # [N] 0/1
-        metrics = {"kept_frac": keep.mean(), **success_fracs(inputs.rewards, inputs.group_ids)}
-        return keep, metrics
+        return keep, {"kept_frac": keep.mean()}

@@ -18,7 +18,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from lit_alpha.batch import ObjectiveInputs
-from lit_alpha.objectives.base import Objective, leave_one_out_baseline, success_fracs
+from lit_alpha.objectives.base import Objective, leave_one_out_baseline
 
 
 class RLOO(Objective):
@@ -33,4 +33,4 @@ class RLOO(Objective):
     def advantages(self, inputs: ObjectiveInputs) -> tuple[Tensor, dict[str, Tensor]]:
         r = inputs.rewards.detach().to(inputs.logprobs.dtype)  # [N]
         adv = r - leave_one_out_baseline(r, inputs.group_ids)  # [N]
-        return adv, success_fracs(inputs.rewards, inputs.group_ids)
+        return adv, {}

@@ -8,9 +8,9 @@ group-normalised advantage ``A_i``, with ``ℓ_i`` the sampling policy's log-lik
     A'_i = A_i − γ_p · ℓ_i    if y_i is correct   (ℓ ≤ 0: the less likely, the larger the bonus)
     A'_i = A_i + γ_n · ℓ_i    if y_i is incorrect (the less likely, the larger the penalty)
 
-with ``γ_p, γ_n ≥ 0`` and a sample correct when its reward is > 0. The result enters GRPO's clipped
-surrogate unchanged. ``−ℓ`` is a one-sample estimate of the entropy, so ``γ_p`` acts like an entropy
-bonus restricted to correct samples.
+with ``γ_p, γ_n ≥ 0`` and correct as :func:`~lit_alpha.verifiers.base.is_correct`. The result enters
+GRPO's clipped surrogate unchanged. ``−ℓ`` is a one-sample estimate of the entropy, so ``γ_p`` acts like
+an entropy bonus restricted to correct samples.
 
 Normalisation of ℓ (our choice, ``logprob_norm``): the per-token mean ``ℓ = Σ_t log π_old / |y|`` by
 default. With the sum, ``−γ_p·ℓ`` grows linearly with length and would pay correct answers for being
@@ -22,12 +22,15 @@ analysis) stays available. The defaults γ_p = 0.1, γ_n = 0.05 are ours.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
 from lit_alpha.batch import ObjectiveInputs
 from lit_alpha.objectives.grpo import GRPO
 from lit_alpha.objectives.unlikeliness import LOGPROB_NORMS, sequence_logprob
+from lit_alpha.verifiers.base import is_correct
 
 
 MIN_TOKEN_LOGPROB = -1e3
@@ -43,27 +46,13 @@ class GRPODifferentialSmoothing(GRPO):
         gamma_p: γ_p ≥ 0, the smoothing weight on correct samples.
         gamma_n: γ_n ≥ 0, the sharpening weight on incorrect samples.
         logprob_norm: ℓ as the per-token "mean" log-prob (default) or the "sum" over the sequence.
-        std_normalize: divide GRPO's advantages by the group's reward std (before the smoothing term).
-        beta: weight of the per-token k3 KL(π_θ‖π_base) penalty.
-        clip_eps: ε of the ratio clip ``[1 − ε, 1 + ε_high]``.
-        clip_eps_high: ε_high of the upper ratio clip; None: ε.
-        aggregation: "constant", "token" or "sequence" (see GRPO).
-        normalizer: the constant C of the "constant" aggregation.
+        **grpo: GRPO's arguments (``beta``, ``std_normalize``, applied before the smoothing term,
+            ``clip_eps``, ``clip_eps_high``, ``aggregation``, ``normalizer``), forwarded by keyword.
     """
 
-    def __init__(
-        self,
-        gamma_p: float = 0.1,
-        gamma_n: float = 0.05,
-        logprob_norm: str = "mean",
-        std_normalize: bool = False,
-        beta: float = 0.0,
-        clip_eps: float = 0.2,
-        clip_eps_high: float | None = None,
-        aggregation: str = "constant",
-        normalizer: float = 1024.0,
-    ) -> None:
-        super().__init__(beta, std_normalize, clip_eps, clip_eps_high, aggregation, normalizer)
+    def __init__(self, gamma_p: float = 0.1, gamma_n: float = 0.05, logprob_norm: str = "mean",
+                 **grpo: Any) -> None:
+        super().__init__(**grpo)
         if not (gamma_p >= 0 and gamma_n >= 0):
             raise ValueError(f"gamma_p and gamma_n must be >= 0, got {gamma_p}, {gamma_n}")
         if logprob_norm not in LOGPROB_NORMS:
@@ -75,7 +64,7 @@ class GRPODifferentialSmoothing(GRPO):
         dtype = adv.dtype
         old = inputs.old_logprobs.detach().to(dtype).clamp_min(MIN_TOKEN_LOGPROB)  # [N, T]
         ell = sequence_logprob(old, inputs.mask, self.logprob_norm)  # [N]
-        correct = inputs.rewards.detach() > 0  # [N]
+        correct = is_correct(inputs.rewards.detach())  # [N]
         term = torch.where(correct, -self.gamma_p * ell, self.gamma_n * ell)  # [N]
         metrics["smoothing_term_mean"] = term.mean()
         metrics["grpo_advantage_mean"] = adv.mean()

@@ -19,10 +19,12 @@ Details we took from the authors' released code (github.com/AndreHe02/rewarding-
 (``logprob_norm="mean"``; "sum" ranks by the full sequence log-prob), and the std normalisation.
 The released code ranks all G samples (correct or not); ``rank_over="all"`` reproduces that, the
 default ``"correct"`` ranks among correct samples only, so the least likely correct sample is never
-penalised whatever the wrong samples' likelihoods. A sample is correct when its reward is > 0.
+penalised whatever the wrong samples' likelihoods. Correct: :func:`~lit_alpha.verifiers.base.is_correct`.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -30,6 +32,7 @@ from torch import Tensor
 from lit_alpha.batch import ObjectiveInputs, masked_seq_sum
 from lit_alpha.objectives.base import group_view, masked_mean
 from lit_alpha.objectives.grpo import GRPO
+from lit_alpha.verifiers.base import is_correct
 
 RANK_OVER = ("correct", "all")
 LOGPROB_NORMS = ("mean", "sum")
@@ -49,27 +52,15 @@ class GRPOUnlikely(GRPO):
         rank_penalty: λ, the reward of the c-th most unlikely correct sample is ``1 − λ·(c−1)/G``.
         rank_over: "correct" (rank among correct samples) or "all" (among all G, the released code).
         logprob_norm: rank by the per-token "mean" log-prob (released code) or the "sum".
-        std_normalize: divide advantages by the group's (unbiased) std of the shaped rewards.
-        beta: weight of the per-token k3 KL(π_θ‖π_base) penalty.
-        clip_eps: ε of the ratio clip ``[1 − ε, 1 + ε_high]``.
-        clip_eps_high: ε_high of the upper ratio clip; None: ε.
-        aggregation: "constant", "token" or "sequence" (see GRPO).
-        normalizer: the constant C of the "constant" aggregation.
+        std_normalize: divide advantages by the group's (unbiased) std of the shaped rewards; on by
+            default here (the released code).
+        **grpo: GRPO's other arguments (``beta``, ``clip_eps``, ``clip_eps_high``, ``aggregation``,
+            ``normalizer``), forwarded by keyword.
     """
 
-    def __init__(
-        self,
-        rank_penalty: float = 0.25,
-        rank_over: str = "correct",
-        logprob_norm: str = "mean",
-        std_normalize: bool = True,
-        beta: float = 0.0,
-        clip_eps: float = 0.2,
-        clip_eps_high: float | None = None,
-        aggregation: str = "constant",
-        normalizer: float = 1024.0,
-    ) -> None:
-        super().__init__(beta, std_normalize, clip_eps, clip_eps_high, aggregation, normalizer)
+    def __init__(self, rank_penalty: float = 0.25, rank_over: str = "correct", logprob_norm: str = "mean",
+                 std_normalize: bool = True, **grpo: Any) -> None:
+        super().__init__(std_normalize=std_normalize, **grpo)
         if not 0.0 <= rank_penalty <= 1.0:
             raise ValueError(f"rank_penalty must be in [0, 1], got {rank_penalty}")
         if rank_over not in RANK_OVER:
@@ -83,7 +74,7 @@ class GRPOUnlikely(GRPO):
         lp = sequence_logprob(inputs.old_logprobs.detach().double(), inputs.mask, self.logprob_norm)  # [N]
         lp = torch.nan_to_num(lp, nan=0.0)
         if self.rank_over == "correct":  # wrong samples sort after every correct one
-            lp = torch.where(inputs.rewards.detach() > 0, lp, torch.inf)
+            lp = torch.where(is_correct(inputs.rewards.detach()), lp, torch.inf)
         key = group_view(lp, inputs.group_ids)  # [B, G]
         order = key.argsort(dim=1, stable=True)  # [B, G] ascending likelihood
         return order.argsort(dim=1, stable=True).reshape(-1)  # [N] rank of each sample
@@ -94,7 +85,7 @@ class GRPOUnlikely(GRPO):
         r = inputs.rewards.detach().to(dtype)  # [N]
         scale = 1.0 - self.rank_penalty * self.ranks(inputs).to(dtype) / size  # [N] in (1−λ, 1]
         shaped = r * scale  # [N]
-        correct = r > 0
+        correct = is_correct(r)
         metrics = {
             "shaped_reward_mean": shaped.mean(),
             # mean scale on correct samples: how much of the reward the rank penalty removed

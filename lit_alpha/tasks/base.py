@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -27,7 +27,3 @@ class Task:
     def prompt(self, record: Record) -> str:
         """The text the model continues."""
         raise NotImplementedError
-
-    def train_stream(self, rng: np.random.Generator) -> Iterator[Record]:
-        while True:
-            yield self.sample_train(rng)

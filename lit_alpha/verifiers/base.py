@@ -7,15 +7,24 @@ logs. :meth:`Verifier.verify_batch` enforces that contract for every subclass.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence, TypeVar
+
+_Score = TypeVar("_Score")
+
+
+def is_correct(reward: _Score) -> _Score:
+    """THE definition of a correct sample, used by every objective, metric and evaluation: its
+    reward (the verifier's score in [0, 1]) is > 0, i.e. the sample lies in the support of the
+    verifier-filtered target. For 0/1 verifiers that is score 1. Works elementwise on a float
+    (-> bool) or a tensor/array of rewards (-> bool tensor/array of the same shape)."""
+    return reward > 0  # type: ignore[operator, return-value]
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """A score in [0, 1] (1 = verified correct) and a short machine-readable reason."""
+    """A score in [0, 1] (1 = verified correct; :func:`is_correct` says which count) and a short reason."""
 
     score: float
     reason: str = "ok"
@@ -23,7 +32,8 @@ class Verdict:
 
     @property
     def correct(self) -> bool:
-        return self.score >= 1.0
+        """:func:`is_correct` of the score."""
+        return bool(is_correct(self.score))
 
 
 class Verifier:
@@ -53,10 +63,3 @@ class Verifier:
 def count_reasons(verdicts: Sequence[Verdict]) -> Counter[str]:
     """How many verdicts of each reason (``ok`` for correct ones)."""
     return Counter(v.reason.split(":")[0] for v in verdicts)
-
-
-def timed(fn, *args: Any) -> tuple[Any, float]:
-    """Call ``fn(*args)`` and return its result and wall seconds."""
-    start = time.perf_counter()
-    out = fn(*args)
-    return out, time.perf_counter() - start
