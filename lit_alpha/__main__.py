@@ -22,6 +22,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import lit_alpha
 from lit_alpha.checkpoint import AtomicCheckpointIO, find_resume
+from lit_alpha.config import PARSER_MODE, run_name_from
 from lit_alpha.data.datamodule import RolloutDataModule
 from lit_alpha.errors import NonFiniteError, UserError
 from lit_alpha.module import AlphaModule
@@ -73,14 +74,22 @@ class LitAlphaCLI(LightningCLI):
             help="fit: evaluate the starting policy first, so every run logs its step-0 val/pass@k",
         )
 
+    def __init__(self, *args: Any, parser_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("parser_class", _Parser)
+        super().__init__(*args, parser_kwargs={"parser_mode": PARSER_MODE, **(parser_kwargs or {})}, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._args = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(args, dict) else []
+        super().parse_arguments(parser, args)
+
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         logger = config.trainer.get("logger") if config is not None else None
-        files = config.get("config") or [] if config is not None else []
-        if files and logger is not None and not isinstance(logger, bool):
+        name = run_name_from(self._args)  # the first --config of the command line, not its base
+        if name is not None and config is not None and logger is not None and not isinstance(logger, bool):
             init = logger.get("init_args") if hasattr(logger, "get") else None
             if init is not None and init.get("run_name") is None:
-                init["run_name"] = Path(str(files[0])).stem
+                init["run_name"] = name
         if config is not None and self.subcommand is not None:
             self._resolve_ckpt_path(config)
 
@@ -215,7 +224,6 @@ def main(args: list[str] | None = None) -> LitAlphaCLI:
             trainer_defaults=TRAINER_DEFAULTS,
             subclass_mode_model=False,
             subclass_mode_data=False,
-            parser_class=_Parser,
         )
     except (UserError, NonFiniteError) as err:
         if os.environ.get("LIT_ALPHA_DEBUG", "") not in ("", "0"):
