@@ -207,6 +207,8 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
     from lit_alpha.evaluate import _build, _logger_settings, load_checkpoint
     from lit_alpha.tracking import normalize_tracking_uri
 
+    if args.ckpt_path != "last" and not Path(args.ckpt_path).is_file():  # before building anything
+        raise ValueError(f"ckpt_path: {args.ckpt_path!r} is not a checkpoint file")
     cli, module, dm = _build([a for c in args.config for a in ("--config", c)] + overrides)
     close = getattr(getattr(dm, "guard", None), "close", None)
     if close is not None:
@@ -223,8 +225,6 @@ def _export(args: argparse.Namespace, overrides: list[str]) -> int:
             raise ValueError(f"ckpt_path: last: no checkpoint of a run named {name!r} in experiment "
                              f"{settings['experiment_name']!r}")
         ckpt = str(resume.ckpt_path)
-    elif not Path(ckpt).is_file():
-        raise ValueError(f"ckpt_path: {ckpt!r} is not a checkpoint file")
     step = load_checkpoint(module, ckpt)
     out = export_module(module, args.out, args.merge, model=cli.config.model.get("model"))
     kind = "adapters" if module.lora is not None and not args.merge else "model"
