@@ -315,7 +315,7 @@ def test_vllm_serves_the_model_a_fit_exported(in_tmp):
     tiny = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--data.task.init_args.num_val", "4",
             "--data.val_samples", "4", "--data.eval_prompts_per_batch", "4", "--data.prompts_per_step", "4",
             "--data.n_samples", "4", "--trainer.enable_progress_bar", "false"]
-    env = dict(os.environ, OMP_NUM_THREADS="1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    env = dict(os.environ, OMP_NUM_THREADS="1", VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONPATH=str(REPO))
     fit = subprocess.run([sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / "configs/a05.yaml"), *tiny],
                          capture_output=True, text=True, cwd=in_tmp, timeout=900, env=env)
     assert fit.returncode == 0, fit.stderr[-4000:]
