@@ -24,7 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import lit_alpha
 from lit_alpha.checkpoint import AtomicCheckpointIO, find_resume
-from lit_alpha.commands import LIGHTNING, OTHERS, command_main, overview
+from lit_alpha.commands import LIGHTNING, OTHERS, command_main, one_line, overview
 from lit_alpha.config import PARSER_MODE, run_name_from
 from lit_alpha.data.datamodule import RolloutDataModule
 from lit_alpha.errors import NonFiniteError, UserError
@@ -64,7 +64,7 @@ class _Parser(LightningArgumentParser):
         if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
             return super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        sys.stderr.write(f"error: {message.strip()}\n")
+        sys.stderr.write(f"error: {one_line(message)}\n")
         prog = parser.prog.replace(" [options]", "").replace("__main__.py", "python -m lit_alpha")
         sys.stderr.write(f"(all fields: {prog} --help)\n")
         self.exit(2)

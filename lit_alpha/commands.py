@@ -38,6 +38,23 @@ class ArgParser(argparse.ArgumentParser):
         self.exit(2)
 
 
+def one_line(message: str) -> str:
+    """jsonargparse's nested error (``Parser key "model.objective":`` / ``Problem with given class_path
+    ...:`` / ``Parser key "alpha":`` / ``Expected ...``) as one line naming the full field:
+    ``model.objective.init_args.alpha: Expected ...``."""
+    keys: list[str] = []
+    for match in re.finditer(r'Parser key "([^"]+)"|Problem with given class_path', message):
+        if match.group(1) is not None:
+            keys.append(match.group(1))
+        elif keys:
+            keys.append("init_args")
+    if keys and keys[-1] == "init_args":
+        keys.pop()
+    rest = re.sub(r'Parser key "[^"]+":|Problem with given class_path \'[^\']*\':', " ", message)
+    rest = " ".join(rest.split())
+    return f"{'.'.join(keys)}: {rest}" if keys else rest
+
+
 def overview() -> str:
     """``python -m lit_alpha --help``: the commands, one line each."""
     width = max(map(len, [*LIGHTNING, *OTHERS]))
