@@ -1,4 +1,6 @@
-"""``python -m lit_alpha {fit,validate,test} --config configs/a05.yaml [--any.field value]``.
+"""``python -m lit_alpha <command> ...``: ``fit``, ``validate``, ``test`` (LightningCLI, here:
+``--config configs/a05.yaml [--any.field value]``) and ``evaluate``, ``sweep``, ``frontier``,
+``export``, ``pretrain``, ``convert`` (:mod:`lit_alpha.commands`).
 
 Bad input (a config field, a file, a data row, an unwritable MLflow store) ends in one line
 ``error: ...`` naming it and exit code 2; a run stopped by non-finite losses ends with exit code 1.
@@ -22,9 +24,13 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import lit_alpha
 from lit_alpha.checkpoint import AtomicCheckpointIO, find_resume
+from lit_alpha.commands import LIGHTNING, OTHERS, command_main, one_line, overview
+from lit_alpha.config import PARSER_MODE, run_name_from
 from lit_alpha.data.datamodule import RolloutDataModule
 from lit_alpha.errors import NonFiniteError, UserError
+from lit_alpha.export import SaveModel
 from lit_alpha.module import AlphaModule
+from lit_alpha.plots import PassAtKPlot
 from lit_alpha.tracking import DEFAULT_ARTIFACTS, DEFAULT_TRACKING_URI, MLflowConfigSaver, normalize_tracking_uri
 
 # Known, harmless noise: the frozen base is in eval mode on purpose; the rest is upstream chatter.
@@ -58,7 +64,7 @@ class _Parser(LightningArgumentParser):
         if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
             return super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
-        sys.stderr.write(f"error: {message.strip()}\n")
+        sys.stderr.write(f"error: {one_line(message)}\n")
         prog = parser.prog.replace(" [options]", "").replace("__main__.py", "python -m lit_alpha")
         sys.stderr.write(f"(all fields: {prog} --help)\n")
         self.exit(2)
@@ -72,15 +78,28 @@ class LitAlphaCLI(LightningCLI):
             "--validate_at_start", type=bool, default=True,
             help="fit: evaluate the starting policy first, so every run logs its step-0 val/pass@k",
         )
+        parser.add_argument(
+            "--save_model", type=bool, default=True,
+            help="fit: at the end, write the final policy and tokenizer with save_pretrained (safetensors) "
+                 "to the run's model/ directory and log it to the MLflow run (lit_alpha.export)",
+        )
+
+    def __init__(self, *args: Any, parser_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("parser_class", _Parser)
+        super().__init__(*args, parser_kwargs={"parser_mode": PARSER_MODE, **(parser_kwargs or {})}, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._args = [str(a) for a in (sys.argv[1:] if args is None else args)] if not isinstance(args, dict) else []
+        super().parse_arguments(parser, args)
 
     def before_instantiate_classes(self) -> None:
         config = self.config.get(self.subcommand) if self.subcommand else self.config
         logger = config.trainer.get("logger") if config is not None else None
-        files = config.get("config") or [] if config is not None else []
-        if files and logger is not None and not isinstance(logger, bool):
+        name = run_name_from(self._args)  # the first --config of the command line, not its base
+        if name is not None and config is not None and logger is not None and not isinstance(logger, bool):
             init = logger.get("init_args") if hasattr(logger, "get") else None
             if init is not None and init.get("run_name") is None:
-                init["run_name"] = Path(str(files[0])).stem
+                init["run_name"] = name
         if config is not None and self.subcommand is not None:
             self._resolve_ckpt_path(config)
 
@@ -131,6 +150,10 @@ class LitAlphaCLI(LightningCLI):
         trainer = super().instantiate_trainer(**kwargs)
         if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # crash-safe saves by default
             trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+        trainer.callbacks.append(PassAtKPlot())  # every validation: the pass@k curve PNG to MLflow
+        config = self.config.get(self.subcommand) if self.subcommand else None
+        if self.subcommand == "fit" and config is not None and config.get("save_model", True):
+            trainer.callbacks.append(SaveModel(model=config.model.get("model"), dtype=config.model.get("dtype")))
         return trainer
 
     def _explain(self, err: BaseException) -> str:
@@ -203,8 +226,24 @@ def _walk(tree: dict[str, Any], prefix: str = ""):
             yield from _walk(value, f"{prefix}{key}.")
 
 
-def main(args: list[str] | None = None) -> LitAlphaCLI:
-    """The console entry point: run the CLI; known errors end in one line on stderr."""
+def main(args: list[str] | None = None) -> LitAlphaCLI | None:
+    """The console entry point: ``python -m lit_alpha <command> ...`` (see :mod:`lit_alpha.commands`);
+    known errors end in one line on stderr."""
+    argv = list(sys.argv[1:] if args is None else args)
+    if not argv or argv[0] in ("-h", "--help"):
+        (sys.stdout if argv else sys.stderr).write(overview())
+        if not argv:
+            print("error: command: give one of the commands above", file=sys.stderr)
+        raise SystemExit(0 if argv else 2)
+    if argv[0] in OTHERS:
+        code = command_main(argv[0])(argv[1:])
+        if code:
+            raise SystemExit(code)
+        return None
+    if argv[0] not in LIGHTNING and not argv[0].startswith("-"):
+        print(f"error: command: {argv[0]!r} is not a command; give one of "
+              f"{', '.join([*LIGHTNING, *OTHERS])} (python -m lit_alpha --help)", file=sys.stderr)
+        raise SystemExit(2)
     try:
         return LitAlphaCLI(
             AlphaModule,
@@ -215,7 +254,6 @@ def main(args: list[str] | None = None) -> LitAlphaCLI:
             trainer_defaults=TRAINER_DEFAULTS,
             subclass_mode_model=False,
             subclass_mode_data=False,
-            parser_class=_Parser,
         )
     except (UserError, NonFiniteError) as err:
         if os.environ.get("LIT_ALPHA_DEBUG", "") not in ("", "0"):

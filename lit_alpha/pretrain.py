@@ -1,6 +1,6 @@
 """Build and pretrain the embedded tiny base model for Countdown, from nothing.
 
-``python -m lit_alpha.pretrain --out DIR [--minutes M] [--seed S] ...`` writes to ``DIR``:
+``python -m lit_alpha pretrain --out DIR [--minutes M] [--seed S] ...`` writes to ``DIR``:
 
 * a char-level tokenizer (HF ``tokenizers`` wrapped as ``PreTrainedTokenizerFast``; ``<bos>`` is
   prepended when ``add_special_tokens=True``, no ``<eos>`` is appended);
@@ -377,10 +377,18 @@ def locals_args(fn, scope: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lit_alpha.pretrain --out DIR ...`` (``--help`` lists every option)."""
-    from jsonargparse import auto_cli
+    """``python -m lit_alpha pretrain --out DIR ...`` (``--help`` lists every option, from
+    :func:`pretrain`'s typed signature and docstring)."""
+    from jsonargparse import ArgumentParser, auto_cli
 
-    auto_cli(pretrain, args=argv)
+    class Parser(ArgumentParser):  # the CLI's one-line error convention
+        def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
+            from lit_alpha.commands import one_line
+
+            print(f"error: {one_line(message)}\n(all options: python -m lit_alpha pretrain --help)", file=sys.stderr)
+            raise SystemExit(2)
+
+    auto_cli(pretrain, args=argv, parser_class=Parser, prog="python -m lit_alpha pretrain")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run a sweep of configs × seeds into one MLflow experiment, evaluate every run, draw the frontier.
 
-``python -m lit_alpha.sweep configs/a*.yaml configs/grpo*.yaml configs/rft.yaml --seeds 0 1 2
+``python -m lit_alpha sweep configs/a*.yaml configs/grpo*.yaml configs/rft.yaml --seeds 0 1 2
 [--experiment frontier] [--n 256] [--splits val train] [--jobs 2] [--frontier] [-- extra overrides]``
 
 For each config C and seed S (``--jobs J`` runs J of these chains at once, each logging to
@@ -9,7 +9,7 @@ For each config C and seed S (``--jobs J`` runs J of these chains at once, each 
 1. ``python -m lit_alpha fit --config C --seed_everything S --data.seed S`` into ``--experiment``
    with run name ``<C stem>-s<S>`` (skipped when a FINISHED run of that name exists; an unfinished
    one with a checkpoint is resumed with ``--ckpt_path last``);
-2. ``python -m lit_alpha.evaluate --config C --ckpt_path last --run_name <C stem>-s<S> --n N
+2. ``python -m lit_alpha evaluate --config C --ckpt_path last --run_name <C stem>-s<S> --n N
    --split ...``: the per-problem tables go into that run (skipped when it already has them).
 
 The base model is evaluated once first as run ``base`` (``--no_base`` skips it). Extra arguments
@@ -81,7 +81,7 @@ def plan(configs: Sequence[str], seeds: Sequence[int], experiment: str, n: int, 
          eval_args: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
     """The commands still to run, as ``(description, argv)``, in order."""
     exp_args = ["--trainer.logger.init_args.experiment_name", experiment]
-    evaluate = [python, "-m", "lit_alpha.evaluate", "--n", str(n), "--split", *splits, *eval_args]
+    evaluate = [python, "-m", "lit_alpha", "evaluate", "--n", str(n), "--split", *splits, *eval_args]
     steps: list[tuple[str, list[str]]] = []
     if base and configs and not (store and store.evaluated("base", splits)):
         steps.append(("evaluate base", [*evaluate, "--config", str(configs[0]), "--run_name", "base",
@@ -132,12 +132,14 @@ def _run_chain(chain: list[tuple[str, list[str]]], log_dir: Path | None, total: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from lit_alpha.commands import ArgParser
+
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    parser = argparse.ArgumentParser(prog="python -m lit_alpha.sweep", description=__doc__.split("\n\n")[0])
+    parser = ArgParser(prog="python -m lit_alpha sweep", description=__doc__.split("\n\n")[0])
     parser.add_argument("configs", nargs="+", help="config files (shell globs are expanded by the shell)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--experiment", default="frontier", help="MLflow experiment of the whole sweep")
@@ -150,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="runs trained/evaluated at once (each run's model.num_threads threads)")
     parser.add_argument("--no_base", action="store_true", help="do not evaluate the base model")
     parser.add_argument("--frontier", action="store_true", help="draw the frontier at the end")
-    parser.add_argument("--frontier_out", default="frontier", help="--out of lit_alpha.frontier")
+    parser.add_argument("--frontier_out", default="frontier", help="--out of python -m lit_alpha frontier")
     parser.add_argument("--dry_run", action="store_true", help="print the commands only")
     args = parser.parse_args(argv)
     for config in args.configs:
@@ -164,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     store = Store(args.tracking_uri, args.experiment)
     steps = plan(args.configs, args.seeds, args.experiment, args.n, args.splits, extra, store,
                  base=not args.no_base, eval_args=eval_args)
-    final = [("frontier", [sys.executable, "-m", "lit_alpha.frontier", "--experiment", args.experiment,
+    final = [("frontier", [sys.executable, "-m", "lit_alpha", "frontier", "--experiment", args.experiment,
                            "--tracking_uri", args.tracking_uri, "--splits", *args.splits,
                            "--out", args.frontier_out, "--group_seeds"])] if args.frontier else []
     total = len(steps) + len(final)

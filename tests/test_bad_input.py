@@ -35,7 +35,7 @@ def _error(capsys, *args: str) -> str:
 
 def test_unknown_config_key(in_tmp, capsys):
     bad = in_tmp / "bad.yaml"
-    bad.write_text(Path(A05).read_text().replace("  lr: 3.0e-4\n", "  lr: 3.0e-4\n  learning_rate: 1\n"))
+    bad.write_text(f"__base__: {A05}\nmodel:\n  lr: 3.0e-4\n  learning_rate: 1\n")
     assert "model.learning_rate" in _error(capsys, "fit", "--config", str(bad))
 
 

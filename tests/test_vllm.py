@@ -293,3 +293,41 @@ def test_fit_with_vllm_logs_weight_sync(in_tmp):
     mismatch = client.get_metric_history(run.info.run_id, "perf/logprob_mismatch")
     assert mismatch and all(m.value < 1e-4 for m in mismatch), mismatch
     assert "val/pass_at_4" in run.data.metrics
+
+
+_SERVE = """
+import json, sys
+from vllm import LLM, SamplingParams
+llm = LLM(model=sys.argv[1], dtype="float32", enforce_eager=True, kv_cache_memory_bytes=32 << 20,
+          enable_chunked_prefill=False, seed=0)
+prompts = [{"prompt_token_ids": ids} for ids in json.loads(sys.argv[2])]
+out = llm.generate(prompts, SamplingParams(max_tokens=12, temperature=0.0))
+print(json.dumps([list(o.outputs[0].token_ids) for o in out]))
+"""
+
+
+@pytest.mark.slow
+def test_vllm_serves_the_model_a_fit_exported(in_tmp):
+    """The model/ that ``fit`` writes (save_pretrained, safetensors) is a model directory vLLM loads and
+    generates from: greedy, the same completions as transformers' greedy generate."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tiny = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2", "--data.task.init_args.num_val", "4",
+            "--data.val_samples", "4", "--data.eval_prompts_per_batch", "4", "--data.prompts_per_step", "4",
+            "--data.n_samples", "4", "--trainer.enable_progress_bar", "false"]
+    env = dict(os.environ, OMP_NUM_THREADS="1", VLLM_ENABLE_V1_MULTIPROCESSING="0", PYTHONPATH=str(REPO))
+    fit = subprocess.run([sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / "configs/a05.yaml"), *tiny],
+                         capture_output=True, text=True, cwd=in_tmp, timeout=900, env=env)
+    assert fit.returncode == 0, fit.stderr[-4000:]
+    (model_dir,) = list(Path("mlruns").glob("*/*/model"))
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    prompts = [tok(p, add_special_tokens=False)["input_ids"] for p in PROMPTS]
+    served = subprocess.run([sys.executable, "-c", _SERVE, str(model_dir), json.dumps(prompts)],
+                            capture_output=True, text=True, cwd=in_tmp, timeout=900, env=env)
+    assert served.returncode == 0, served.stderr[-4000:]
+    generated = json.loads(served.stdout.strip().splitlines()[-1])
+    assert len(generated) == len(PROMPTS) and all(generated), generated
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    for ids, got in zip(prompts, generated):
+        greedy = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
+        assert tok.decode(greedy[0, len(ids):], skip_special_tokens=True) == tok.decode(got, skip_special_tokens=True)

@@ -193,6 +193,8 @@ class RolloutDataModule(L.LightningDataModule):
             processes and gives a sample that exceeds it a 0 verdict (``timeout``); 0 runs it
             in-process (for pure, bounded verifiers such as Countdown's). Either way a verifier that
             raises or returns garbage costs that sample a 0 verdict, counted in ``verifier/*``.
+            None: the task's own ``verify_timeout_s`` (0 unless it says otherwise, e.g. ``PromptsTask``
+            with a user's reward function: 10 s).
         verify_workers: verification worker processes (when ``verify_timeout_s > 0``).
         base_samples: K > 0 appends K samples of the frozen π_base to every training group (exact target
             samples once verified; a mixture proposal, :mod:`lit_alpha.data.mixture`). Only objectives
@@ -213,11 +215,13 @@ class RolloutDataModule(L.LightningDataModule):
         sampler: Sampler = lazy_instance(HFSampler),
         seed: int = 0,
         offline: OfflineRFT | None = None,
-        verify_timeout_s: float = 0.0,
+        verify_timeout_s: float | None = None,
         verify_workers: int = 1,
         base_samples: int = 0,
     ) -> None:
         super().__init__()
+        if verify_timeout_s is None:
+            verify_timeout_s = float(getattr(task, "verify_timeout_s", 0.0))
         if not verify_timeout_s >= 0:
             raise ValueError(f"data.verify_timeout_s must be >= 0, got {verify_timeout_s}")
         if base_samples < 0:

@@ -4,5 +4,6 @@ from lit_alpha.tasks.base import Task
 from lit_alpha.tasks.countdown import CountdownTask
 from lit_alpha.tasks.lean import LeanTask
 from lit_alpha.tasks.math import MathTask
+from lit_alpha.tasks.prompts import PromptsTask
 
-__all__ = ["Task", "CountdownTask", "LeanTask", "MathTask"]
+__all__ = ["Task", "CountdownTask", "LeanTask", "MathTask", "PromptsTask"]

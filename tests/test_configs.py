@@ -1,0 +1,83 @@
+"""The shipped configs: every method config resolves to the budget of ``configs/base.yaml``, and
+omegaconf interpolation (``${data.max_new_tokens}``) resolves after command-line overrides."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+from lit_alpha.__main__ import TRAINER_DEFAULTS, LitAlphaCLI
+from lit_alpha.data.datamodule import RolloutDataModule
+from lit_alpha.module import AlphaModule
+from lit_alpha.tracking import flatten
+
+REPO = Path(__file__).resolve().parents[1]
+NOT_METHODS = {"base.yaml", "lean_a025.yaml", "lean_grpo.yaml", "math_a05.yaml"}  # own budgets, see README
+METHOD_CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in NOT_METHODS)
+# what a method config may set differently from the base: its objective (not its normaliser), how it
+# samples (vLLM) or what data it trains on (offline RFT), and where it runs (FSDP on GPUs)
+MAY_DIFFER = ("model.objective.", "model.num_threads", "data.sampler", "data.offline", "trainer.strategy",
+              "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.precision",
+              "config", "trainer.logger.init_args.run_name")  # (the file names and the run name)
+
+
+class _ParseOnly(LitAlphaCLI):
+    """The CLI's parser (files, bases, interpolation, defaults), nothing instantiated."""
+
+    def instantiate_classes(self) -> None:
+        pass
+
+
+def resolve(*args: str) -> dict:
+    """The fully resolved config of ``python -m lit_alpha fit <args>``, flattened."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cli = _ParseOnly(AlphaModule, RolloutDataModule, args=list(args), run=False,
+                         trainer_defaults=TRAINER_DEFAULTS, subclass_mode_model=False, subclass_mode_data=False)
+    return flatten(cli.config.as_dict())
+
+
+def test_there_are_method_configs() -> None:
+    assert len(METHOD_CONFIGS) >= 15
+    for path in METHOD_CONFIGS:
+        assert path.read_text().count("\n__base__: base.yaml\n") == 1, f"{path.name} does not start from base.yaml"
+
+
+@pytest.mark.parametrize("path", METHOD_CONFIGS, ids=lambda p: p.stem)
+def test_every_method_config_has_the_base_budget(path: Path) -> None:
+    base = resolve("--config", str(REPO / "configs/base.yaml"))
+    method = resolve("--config", str(path))
+    differ = {k for k in set(base) | set(method) if base.get(k, "<unset>") != method.get(k, "<unset>")}
+    assert {k for k in differ if not k.startswith(MAY_DIFFER)} == set()
+    assert method["model.objective.init_args.normalizer"] == base["data.max_new_tokens"] == 32
+    assert method["model.objective.class_path"].startswith("lit_alpha.objectives.")
+
+
+def test_interpolation_follows_an_override() -> None:
+    flat = resolve("--config", str(REPO / "configs/a05.yaml"), "--data.max_new_tokens", "48")
+    assert flat["data.max_new_tokens"] == 48
+    assert flat["model.objective.init_args.normalizer"] == 48.0
+
+
+def test_the_base_is_one_place(tmp_path: Path) -> None:
+    """A changed base changes every method config built on it; a method config's own value wins."""
+    (tmp_path / "base.yaml").write_text((REPO / "configs/base.yaml").read_text().replace("max_steps: 200", "max_steps: 7"))
+    (tmp_path / "m.yaml").write_text((REPO / "configs/grpo.yaml").read_text() + "data:\n  n_samples: 4\n")
+    flat = resolve("--config", str(tmp_path / "m.yaml"))
+    assert flat["trainer.max_steps"] == 7
+    assert flat["data.n_samples"] == 4
+    assert flat["data.prompts_per_step"] == 32
+    assert flat["model.objective.class_path"] == "lit_alpha.objectives.GRPO"
+
+
+def test_a_missing_base_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lit_alpha.__main__ import main
+
+    (tmp_path / "m.yaml").write_text("__base__: nope.yaml\nmodel:\n  lr: 0.1\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(tmp_path / "m.yaml")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "__base__ 'nope.yaml'" in err, err
