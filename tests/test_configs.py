@@ -17,8 +17,8 @@ REPO = Path(__file__).resolve().parents[1]
 NOT_METHODS = {"base.yaml", "lean_a025.yaml", "lean_grpo.yaml", "math_a05.yaml"}  # own budgets, see README
 METHOD_CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in NOT_METHODS)
 # what a method config may set differently from the base: its objective (not its normaliser), how it
-# samples (vLLM) or what data it trains on (offline RFT), and where it runs (FSDP on GPUs)
-MAY_DIFFER = ("model.objective.", "model.num_threads", "data.sampler", "data.offline", "trainer.strategy",
+# samples (vLLM, a mixture proposal) or what data it trains on (offline RFT), and where it runs (FSDP on GPUs)
+MAY_DIFFER = ("model.objective.", "model.num_threads", "data.sampler", "data.offline", "data.base_samples", "trainer.strategy",
               "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.precision",
               "config", "trainer.logger.init_args.run_name")  # (the file names and the run name)
 
