@@ -57,6 +57,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="fp32 and/or bf16: every part at each (bf16: lit_alpha bf16-mixed, TRL bf16=True, "
                         "CPU autocast around both samplers); the scaling table runs at the first")
     p.add_argument("--trl-python", default=bench_trl.DEFAULT_TRL_PYTHON)
+    p.add_argument("--per-prompt", action=argparse.BooleanOptionalAction, default=True,
+                   help="also time the per-prompt generate loop (the slowest side of the sampler comparison)")
     p.add_argument("--json-out", default=None, help="write every table's numbers here")
     a = p.parse_args(argv)
     preset = PRESETS[a.preset or ("tiny" if a.model == "countdown-tiny" else "pretrained")]
@@ -89,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                       max_new_tokens=a.max_new_tokens, threads=a.threads)
     print(f"\n## 2. Sampler: HFSampler vs naive generate loops ({a.sampler_prompts} prompts x {a.group_size}, "
           f"<= {a.max_new_tokens} new tokens, {a.sampler_repeats} measured batches, alternating)\n", flush=True)
-    out["sampler"] = bench_sampler.compare_samplers(cfg, a.sampler_repeats, precisions)
+    out["sampler"] = bench_sampler.compare_samplers(cfg, a.sampler_repeats, precisions, per_prompt=a.per_prompt)
     for prec, table in out["sampler"].items():
         print(f"\n{prec}:\n\n" + bench_sampler.format_sampler_table(table))
     if a.scaling:
@@ -137,6 +139,8 @@ def headline(out: dict[str, Any], precisions: Sequence[str]) -> dict[str, Any]:
             ours = sampler[bench_sampler.SIDES[2]]["tok_per_s"]
             ours_cpu = sampler[bench_sampler.SIDES[2]]["tok_per_cpu_s"]
             for key, side in zip(("sampler_per_prompt", "sampler_batched"), bench_sampler.SIDES[:2]):
+                if side not in sampler:
+                    continue
                 r[key] = ours / sampler[side]["tok_per_s"]
                 r[key + "_cpu"] = ours_cpu / sampler[side]["tok_per_cpu_s"]
                 target = " (target 3x)" if key == "sampler_batched" else ""

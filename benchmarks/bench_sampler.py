@@ -25,6 +25,7 @@ budgets 16, 32, 64 at group size 8: seconds per step (mean of the steps after th
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -98,10 +99,11 @@ def precision_context(precision: str):
     return contextlib.nullcontext()
 
 
-def compare_samplers(cfg: BenchConfig, repeats: int,
-                     precisions: Sequence[str] = ("fp32",)) -> dict[str, dict[str, dict[str, float]]]:
-    """Alternate the two naive generate loops and ``HFSampler`` on the same prompts, at each precision;
-    ``{precision: {side: tokens/s etc.}}`` (medians over the measured batches)."""
+def compare_samplers(cfg: BenchConfig, repeats: int, precisions: Sequence[str] = ("fp32",),
+                     per_prompt: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+    """Alternate the two naive generate loops (``per_prompt=False``: the batched one only) and
+    ``HFSampler`` on the same prompts, at each precision; ``{precision: {side: tokens/s etc.}}``
+    (medians over the measured batches)."""
     import torch
 
     from lit_alpha.models import load_policy
@@ -114,7 +116,6 @@ def compare_samplers(cfg: BenchConfig, repeats: int,
     batches = train_records(BenchConfig(**{**vars(cfg), "steps": repeats + 1}))
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     sampler = HFSampler()
-    times = {prec: {side: [] for side in SIDES} for prec in precisions}  # [(seconds, tokens, CPU seconds)]
     naive_args = (cfg.group_size, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     runs = {
         SIDES[0]: lambda prompts, r: naive_generate_per_prompt(model, tokenizer, prompts, *naive_args, cfg.seed + r)["mask"],
@@ -122,6 +123,9 @@ def compare_samplers(cfg: BenchConfig, repeats: int,
         SIDES[2]: lambda prompts, r: sampler.sample(model, tokenizer, prompts, cfg.group_size, params,
                                                     torch.Generator().manual_seed(cfg.seed + r)).completion_mask,
     }
+    if not per_prompt:
+        del runs[SIDES[0]]
+    times = {prec: {side: [] for side in runs} for prec in precisions}  # [(seconds, tokens, CPU seconds)]
     for r, records in enumerate(batches):  # batch 0 warms every side up and is not counted
         prompts = [task.prompt(rec) for rec in records]
         for prec in precisions:
@@ -198,6 +202,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=3, help="measured batches per side (after one warm-up)")
     p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
                    help="sampler comparison at fp32 and/or bf16 (CPU autocast)")
+    p.add_argument("--no-per-prompt", action="store_true", help="leave out the per-prompt generate loop")
+    p.add_argument("--json-out", default=None, help="write the sampler figures here")
     p.add_argument("--scaling", action="store_true", help="the step-time/memory table instead")
     p.add_argument("--steps", type=int, default=3, help="--scaling: training steps per setting (first excluded)")
     a = p.parse_args(argv)
@@ -214,9 +220,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(format_scaling_table(rows))
         return
     print(f"model: {cfg.model}; {shape}; {a.repeats} measured batches, alternating", flush=True)
-    res = compare_samplers(cfg, a.repeats, list(dict.fromkeys(a.precision)))
+    res = compare_samplers(cfg, a.repeats, list(dict.fromkeys(a.precision)), per_prompt=not a.no_per_prompt)
     for prec, table in res.items():
         print(f"\n{prec}:\n\n" + format_sampler_table(table))
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":
