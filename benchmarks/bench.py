@@ -8,9 +8,11 @@ sampler vs naive ``generate`` loops, and how a step grows with group size and co
     python benchmarks/bench.py --model /work/models/smollm2-135m-instruct   # a pretrained 135M model
 
 Sizes come from a preset chosen by the model (``tiny`` for ``countdown-tiny``, ``pretrained``
-otherwise; ``--preset`` picks one) and any of them can be overridden. The three parts are those of
-``bench_trl.py`` and ``bench_sampler.py`` (see their docstrings and ``docs/performance.md``); this
-script runs them in sequence on the same model and ends with the headline ratios.
+otherwise; ``--preset`` picks one) and any of them can be overridden. After measuring the core's
+float32 and bf16 matmul peaks, every part runs at each ``--precision`` (``fp32 bf16`` by default).
+The parts are those of ``bench_trl.py`` and ``bench_sampler.py`` (see their docstrings and
+``docs/performance.md``); this script runs them in sequence on the same model and ends with the
+headline ratios, wall and per CPU second.
 """
 
 from __future__ import annotations
