@@ -12,8 +12,9 @@ token ids and texts, and per token the log-prob (and the full-vocabulary entropy
 output_logits=True, return_dict_in_generate=True)`` on the B·G left-padded prompt rows, then
 ``log_softmax`` of the returned raw logits gathered at the drawn tokens, masked after the first EOS.
 Same model, prompts (lit_alpha's Countdown training stream), group size, budget, temperature/top-p
-(``top_k=0`` on generate, i.e. off), threads, precision (``--precision fp32 bf16``: bf16 is CPU autocast
-with the weight-cast cache on, around every side's call, as the trainer's rollout runs under bf16-mixed). Runs alternate (naive, lit_alpha, naive, ...) in one
+(``top_k=0`` on generate, i.e. off), threads, precision (``--precision fp32 bf16``: bf16 is CPU
+autocast with the weight-cast cache on, around every side's call, as the trainer's rollout runs
+under bf16-mixed). Runs alternate (naive, lit_alpha, naive, ...) in one
 process; completion tokens/s is the throughput (the two draw different random numbers, so their
 completion lengths differ a little; tokens/s accounts for it).
 

@@ -113,7 +113,8 @@ def run(cfg: BenchConfig) -> WorkerResult:
         def on_step_end(self, *_: Any, **__: Any) -> None:
             now, cpu = time.perf_counter(), time.process_time()
             result.steps.append(StepRecord(
-                step_s=now - self.last, step_cpu_s=cpu - self.last_cpu, sample_s=acc["sample_s"], verify_s=acc["verify_s"],
+                step_s=now - self.last, step_cpu_s=cpu - self.last_cpu,
+                sample_s=acc["sample_s"], verify_s=acc["verify_s"],
                 ref_fwd_s=acc["ref_fwd_s"], policy_fwd_s=acc["policy_fwd_s"], sequences=n_seq,
                 completion_tokens=acc["tokens"],
             ).close())
