@@ -9,7 +9,8 @@ It builds exactly what ``python -m lit_alpha fit --config configs/grpo.yaml`` bu
 (``warmup_frac=0``), ``normalizer = max_new_tokens`` (= TRL's ``dr_grpo`` divisor), and the logging
 back-end, checkpoints, validation and the progress bar off (the module still computes and
 ``self.log``\\ s every metric, as in a real run); ``precision: bf16`` is ``trainer.precision
-bf16-mixed`` (autocast, float32 master weights, fused AdamW). Timings come from the rollout's own ``perf/*`` stats (sampling,
+bf16-mixed`` (autocast, float32 master weights, fused AdamW).
+Timings come from the rollout's own ``perf/*`` stats (sampling,
 verification, base log-probs), from a timing wrapper around the policy's ``token_logprobs`` call, and
 from the step boundaries (``on_train_batch_end``). Nothing here changes the work done.
 """
