@@ -12,7 +12,9 @@ token ids and texts, and per token the log-prob (and the full-vocabulary entropy
 output_logits=True, return_dict_in_generate=True)`` on the B·G left-padded prompt rows, then
 ``log_softmax`` of the returned raw logits gathered at the drawn tokens, masked after the first EOS.
 Same model, prompts (lit_alpha's Countdown training stream), group size, budget, temperature/top-p
-(``top_k=0`` on generate, i.e. off), threads. Runs alternate (naive, lit_alpha, naive, ...) in one
+(``top_k=0`` on generate, i.e. off), threads, precision (``--precision fp32 bf16``: bf16 is CPU
+autocast with the weight-cast cache on, around every side's call, as the trainer's rollout runs
+under bf16-mixed). Runs alternate (naive, lit_alpha, naive, ...) in one
 process; completion tokens/s is the throughput (the two draw different random numbers, so their
 completion lengths differ a little; tokens/s accounts for it).
 
@@ -24,6 +26,7 @@ budgets 16, 32, 64 at group size 8: seconds per step (mean of the steps after th
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import sys
 import tempfile
@@ -34,7 +37,7 @@ from typing import Any, Sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import BenchConfig, add_run_args, set_threads, train_records  # noqa: E402
+from common import PRECISIONS, BenchConfig, add_run_args, set_threads, train_records  # noqa: E402
 
 
 def naive_generate(model, tokenizer, prompts: Sequence[str], n: int, max_new_tokens: int, temperature: float,
@@ -85,9 +88,23 @@ def naive_generate_per_prompt(model, tokenizer, prompts: Sequence[str], n: int, 
 SIDES = ("generate, one call per prompt", "generate, one batched call", "lit_alpha HFSampler")
 
 
-def compare_samplers(cfg: BenchConfig, repeats: int) -> dict[str, dict[str, float]]:
-    """Alternate the two naive generate loops and ``HFSampler`` on the same prompts; tokens/s per side
-    (median over the measured batches)."""
+def precision_context(precision: str):
+    """``fp32``: nothing; ``bf16``: CPU autocast to bf16 (weight-cast cache on), the context the trainer's
+    rollout samples in under ``bf16-mixed`` (``lit_alpha.precision.rollout_context``); both sides get it."""
+    import contextlib
+
+    import torch
+
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=True)
+    return contextlib.nullcontext()
+
+
+def compare_samplers(cfg: BenchConfig, repeats: int, precisions: Sequence[str] = ("fp32",),
+                     per_prompt: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+    """Alternate the two naive generate loops (``per_prompt=False``: the batched one only) and
+    ``HFSampler`` on the same prompts, at each precision; ``{precision: {side: tokens/s etc.}}``
+    (medians over the measured batches)."""
     import torch
 
     from lit_alpha.models import load_policy
@@ -100,7 +117,6 @@ def compare_samplers(cfg: BenchConfig, repeats: int) -> dict[str, dict[str, floa
     batches = train_records(BenchConfig(**{**vars(cfg), "steps": repeats + 1}))
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     sampler = HFSampler()
-    times: dict[str, list[tuple[float, float]]] = {side: [] for side in SIDES}
     naive_args = (cfg.group_size, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
     runs = {
         SIDES[0]: lambda prompts, r: naive_generate_per_prompt(model, tokenizer, prompts, *naive_args, cfg.seed + r)["mask"],
@@ -108,24 +124,32 @@ def compare_samplers(cfg: BenchConfig, repeats: int) -> dict[str, dict[str, floa
         SIDES[2]: lambda prompts, r: sampler.sample(model, tokenizer, prompts, cfg.group_size, params,
                                                     torch.Generator().manual_seed(cfg.seed + r)).completion_mask,
     }
+    if not per_prompt:
+        del runs[SIDES[0]]
+    times = {prec: {side: [] for side in runs} for prec in precisions}  # [(seconds, tokens, CPU seconds)]
     for r, records in enumerate(batches):  # batch 0 warms every side up and is not counted
         prompts = [task.prompt(rec) for rec in records]
-        line = []
-        for side, run in runs.items():
-            t = time.perf_counter()
-            mask = run(prompts, r)
-            elapsed = time.perf_counter() - t
-            if r > 0:
-                times[side].append((elapsed, float(mask.sum())))
-            line.append(f"{side} {elapsed:.3f} s")
-        print(f"  batch {r}{' (warm-up)' if r == 0 else ''}: " + ", ".join(line), flush=True)
-    out = {}
-    for side, runs in times.items():
-        out[side] = {
-            "s_per_batch": statistics.median(t for t, _ in runs),
-            "tok_per_s": statistics.median(k / t for t, k in runs),
-            "completion_len": statistics.fmean(k for _, k in runs) / (cfg.prompts_per_step * cfg.group_size),
-        }
+        for prec in precisions:
+            line = []
+            for side, run in runs.items():
+                t, c = time.perf_counter(), time.process_time()
+                with precision_context(prec):
+                    mask = run(prompts, r)
+                elapsed, cpu = time.perf_counter() - t, time.process_time() - c
+                if r > 0:
+                    times[prec][side].append((elapsed, float(mask.sum()), cpu))
+                line.append(f"{side} {elapsed:.3f} s")
+            print(f"  batch {r}{' (warm-up)' if r == 0 else ''} {prec}: " + ", ".join(line), flush=True)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for prec, by_side in times.items():
+        out[prec] = {}
+        for side, runs_ in by_side.items():
+            out[prec][side] = {
+                "s_per_batch": statistics.median(t for t, _, _ in runs_),
+                "tok_per_s": statistics.median(k / t for t, k, _ in runs_),
+                "tok_per_cpu_s": statistics.median(k / c for _, k, c in runs_),
+                "completion_len": statistics.fmean(k for _, k, _ in runs_) / (cfg.prompts_per_step * cfg.group_size),
+            }
     return out
 
 
@@ -148,11 +172,13 @@ def scaling(cfg: BenchConfig, python: str, steps: int) -> list[dict[str, float]]
 def format_sampler_table(res: dict[str, dict[str, float]]) -> str:
     """Markdown: one row per sampler, with HFSampler's tokens/s speed-up over each generate loop."""
     ours = res[SIDES[2]]
-    lines = ["| sampler | s/batch | completion tokens/s | compl. len | HFSampler speed-up (tokens/s) |",
-             "|---|---|---|---|---|"]
+    lines = ["| sampler | s/batch | completion tokens/s | tokens/CPU s | compl. len | HFSampler speed-up (tokens/s) "
+             "| (tokens/CPU s) |", "|---|---|---|---|---|---|---|"]
     for side, r in res.items():
         ratio = "" if side == SIDES[2] else f"**{ours['tok_per_s'] / r['tok_per_s']:.2f}×**"
-        lines.append(f"| {side} | {r['s_per_batch']:.3f} | {r['tok_per_s']:.0f} | {r['completion_len']:.1f} | {ratio} |")
+        cpu = "" if side == SIDES[2] else f"{ours['tok_per_cpu_s'] / r['tok_per_cpu_s']:.2f}×"
+        lines.append(f"| {side} | {r['s_per_batch']:.3f} | {r['tok_per_s']:.0f} | {r['tok_per_cpu_s']:.0f} | "
+                     f"{r['completion_len']:.1f} | {ratio} | {cpu} |")
     return "\n".join(lines)
 
 
@@ -175,6 +201,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     p.add_argument("--prompts", type=int, default=d.prompts_per_step, help="prompts per batch (B)")
     add_run_args(p)
     p.add_argument("--repeats", type=int, default=3, help="measured batches per side (after one warm-up)")
+    p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                   help="sampler comparison at fp32 and/or bf16 (CPU autocast)")
+    p.add_argument("--no-per-prompt", action="store_true", help="leave out the per-prompt generate loop")
+    p.add_argument("--json-out", default=None, help="write the sampler figures here")
     p.add_argument("--scaling", action="store_true", help="the step-time/memory table instead")
     p.add_argument("--steps", type=int, default=3, help="--scaling: training steps per setting (first excluded)")
     a = p.parse_args(argv)
@@ -191,7 +221,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(format_scaling_table(rows))
         return
     print(f"model: {cfg.model}; {shape}; {a.repeats} measured batches, alternating", flush=True)
-    print("\n" + format_sampler_table(compare_samplers(cfg, a.repeats)))
+    res = compare_samplers(cfg, a.repeats, list(dict.fromkeys(a.precision)), per_prompt=not a.no_per_prompt)
+    for prec, table in res.items():
+        print(f"\n{prec}:\n\n" + format_sampler_table(table))
+    if a.json_out:
+        Path(a.json_out).write_text(json.dumps(res, indent=1))
 
 
 if __name__ == "__main__":

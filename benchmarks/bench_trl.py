@@ -32,7 +32,7 @@ from typing import Sequence
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import PHASES, BenchConfig, WorkerResult, add_run_args, worker_env  # noqa: E402
+from common import PHASES, PRECISIONS, BenchConfig, WorkerResult, add_run_args, worker_env  # noqa: E402
 
 DEFAULT_TRL_PYTHON = os.environ.get("LIT_ALPHA_TRL_PYTHON", "/work/venv-trl/bin/python")
 SIDES = {"lit": ("lit_alpha", "lit_worker.py"), "trl": ("trl", "trl_worker.py")}
@@ -41,8 +41,12 @@ COLUMNS = [  # (summary key, header, format)
     ("sample_s", "sample", "{:.3f}"), ("verify_s", "verify", "{:.3f}"), ("ref_fwd_s", "ref/base fwd", "{:.3f}"),
     ("policy_fwd_s", "policy fwd", "{:.3f}"), ("update_s", "update", "{:.3f}"),
     ("completion_len", "compl. len", "{:.1f}"), ("peak_rss_mb", "peak RSS MB", "{:.0f}"),
-    ("first_step_s", "1st step s", "{:.2f}"),
+    ("first_step_s", "1st step s", "{:.2f}"), ("seq_per_cpu_s", "seq/CPU s", "{:.1f}"),
+    ("step_cpu_s", "step CPU s", "{:.3f}"),
 ]
+LIT_COLUMNS = [("logprob_mismatch", "lit_alpha logprob mismatch", "{:.2e}"),
+               ("train_gflop_per_s", "lit_alpha train matmul GFLOP/s (wall)", "{:.1f}"),
+               ("train_gflop_per_cpu_s", "per CPU second", "{:.1f}")]
 
 
 def trl_available(python: str) -> bool:
@@ -82,9 +86,9 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
         lit, trl = rows["lit_alpha"], rows["trl"]
         cells = []
         for key, _, _ in COLUMNS:
-            if key in ("seq_per_s", "tok_per_s"):
+            if key in ("seq_per_s", "tok_per_s", "seq_per_cpu_s"):
                 cells.append(f"**{lit[key] / trl[key]:.2f}×**")
-            elif key in PHASES or key in ("step_s", "first_step_s", "peak_rss_mb", "completion_len"):
+            elif key in PHASES or key in ("step_s", "first_step_s", "peak_rss_mb", "completion_len", "step_cpu_s"):
                 cells.append(f"{lit[key] / trl[key]:.2f}" if trl[key] > 0 else "–")
             else:
                 cells.append("")
@@ -103,6 +107,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, B
     add_run_args(p)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--clip-eps", type=float, default=d.clip_eps)
+    p.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
+                   help="fp32 and/or bf16 (lit_alpha bf16-mixed, TRL bf16=True); alternated within each repeat")
     p.add_argument("--sides", default="lit,trl", help="comma-separated: lit, trl")
     p.add_argument("--lit-python", default=sys.executable, help="python for the lit_alpha worker")
     p.add_argument("--trl-python", default=DEFAULT_TRL_PYTHON, help="python of the TRL environment")
@@ -115,7 +121,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, B
     return a, cfg
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, float]]]:
+    """Returns ``{precision: {side: median summary}}``."""
     args, cfg = parse_args(argv)
     from lit_alpha.models import resolve_model_path
 
@@ -132,26 +139,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     python = {"lit": args.lit_python, "trl": args.trl_python}
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="bench_trl_"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    print(f"config: {cfg.to_json()}\nrepeats: {args.repeats}, sides: {sides}, logs: {log_dir}", flush=True)
-    runs: dict[str, list[WorkerResult]] = {SIDES[s][0]: [] for s in sides}
+    precisions = list(dict.fromkeys(args.precision))
+    print(f"config: {cfg.to_json()}\nrepeats: {args.repeats}, sides: {sides}, precisions: {precisions}, "
+          f"logs: {log_dir}", flush=True)
+    runs: dict[str, dict[str, list[WorkerResult]]] = {p: {SIDES[s][0]: [] for s in sides} for p in precisions}
     for r in range(args.repeats):
-        for side in sides:  # alternate: lit, trl, lit, trl, ...
-            res = run_worker(side, cfg, python[side], log_dir, f"{side}_{r}")
-            s = res.summary()
-            print(f"  repeat {r} {SIDES[side][0]:9s}: {s['step_s']:.3f} s/step, {s['tok_per_s']:.0f} tok/s, "
-                  f"{s['seq_per_s']:.1f} seq/s, peak RSS {s['peak_rss_mb']:.0f} MB", flush=True)
-            runs[SIDES[side][0]].append(res)
-    rows = {name: median_summary(results) for name, results in runs.items()}
-    versions = {name: results[0].versions for name, results in runs.items()}
+        for prec in precisions:  # alternate: fp32 lit, fp32 trl, bf16 lit, bf16 trl, fp32 lit, ...
+            run_cfg = BenchConfig(**{**vars(cfg), "precision": prec})
+            for side in sides:
+                res = run_worker(side, run_cfg, python[side], log_dir, f"{side}_{prec}_{r}")
+                s = res.summary()
+                print(f"  repeat {r} {prec} {SIDES[side][0]:9s}: {s['step_s']:.3f} s/step, {s['tok_per_s']:.0f} "
+                      f"tok/s, {s['seq_per_s']:.1f} seq/s, peak RSS {s['peak_rss_mb']:.0f} MB", flush=True)
+                runs[prec][SIDES[side][0]].append(res)
+    rows = {p: {name: median_summary(results) for name, results in by_side.items()} for p, by_side in runs.items()}
+    versions = {name: results[0].versions for name, results in runs[precisions[0]].items()}
     print(f"\nversions: {json.dumps(versions)}")
     print(f"model: {cfg.model}; {cfg.prompts_per_step} prompts x {cfg.group_size} samples, "
           f"<= {cfg.max_new_tokens} new tokens, {cfg.steps} steps (first excluded), {cfg.threads} thread(s); "
-          f"median of {args.repeats} run(s) per side; phases in s/step\n")
-    print(format_table(rows))
+          f"median of {args.repeats} run(s) per side; phases in s/step")
+    for prec in precisions:
+        print(f"\n{prec}:\n\n" + format_table(rows[prec]))
+        if "lit_alpha" in rows[prec]:
+            lit = rows[prec]["lit_alpha"]
+            print("\n" + "; ".join(f"{h}: {fmt.format(lit[k])}" for k, h, fmt in LIT_COLUMNS))
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump({"config": json.loads(cfg.to_json()), "summary": rows,
-                       "runs": {k: [r.summary() for r in v] for k, v in runs.items()}}, f, indent=1)
+                       "runs": {p: {k: [r.summary() for r in v] for k, v in by_side.items()}
+                                for p, by_side in runs.items()}}, f, indent=1)
     return rows
 
 

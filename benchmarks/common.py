@@ -11,6 +11,9 @@ Countdown verifier on every completion; ``ref_fwd_s``: no-grad forwards after sa
 frozen-base log-probs; TRL's reference/old log-probs, none at β=0 with one iteration);
 ``policy_fwd_s``: the policy's forward with grad (log-probs for the loss); ``update_s``: everything
 else in the step: loss, backward, gradient clipping, the optimizer step, the trainer's bookkeeping.
+Every step also records the process's CPU time (``step_cpu_s``, ``time.process_time``): with one
+thread per process it equals the wall time on an idle machine, and it still measures the work when
+other jobs share the cores (then ``*_per_cpu_s`` are the figures to compare).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 PHASES = ("sample_s", "verify_s", "ref_fwd_s", "policy_fwd_s", "update_s")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -42,6 +46,8 @@ class BenchConfig:
         temperature: sampling temperature.
         top_p: nucleus mass (1.0 = off).
         seed: prompt stream seed (lit_alpha's ``data.seed``) and trainer seed.
+        precision: ``fp32`` (float32 throughout) or ``bf16`` (bf16 autocast, float32 master weights:
+            lit_alpha's ``trainer.precision bf16-mixed``, TRL's ``bf16=True``).
     """
 
     model: str = "countdown-tiny"
@@ -55,8 +61,11 @@ class BenchConfig:
     temperature: float = 1.0
     top_p: float = 1.0
     seed: int = 0
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -82,6 +91,10 @@ class StepRecord:
     update_s: float = 0.0
     sequences: int = 0
     completion_tokens: float = 0.0
+    step_cpu_s: float = 0.0  # CPU time of the process over the step (time.process_time): robust to a shared machine
+    train_cpu_s: float = 0.0  # lit_alpha: CPU time of the training part (forward, backward, update) of the step
+    logprob_mismatch: float = 0.0  # lit_alpha: mean |sampler − trainer| token log-prob (perf/logprob_mismatch)
+    train_matmul_flop: float = 0.0  # lit_alpha: matmul FLOPs of the policy's forward + backward this step
 
     def close(self) -> "StepRecord":
         """Set ``update_s`` to what the other phases leave of ``step_s``."""
@@ -119,11 +132,48 @@ class WorkerResult:
             "tok_per_s": sum(s.completion_tokens for s in measured) / sum(s.step_s for s in measured),
             "completion_len": sum(s.completion_tokens for s in measured) / max(1, sum(s.sequences for s in measured)),
             "first_step_s": self.steps[0].step_s,
+            "step_cpu_s": statistics.fmean(s.step_cpu_s for s in measured),
+            "seq_per_cpu_s": _ratio(sum(s.sequences for s in measured), sum(s.step_cpu_s for s in measured)),
+            "tok_per_cpu_s": _ratio(sum(s.completion_tokens for s in measured), sum(s.step_cpu_s for s in measured)),
             "peak_rss_mb": self.peak_rss_mb,
         }
         for phase in PHASES:
             out[phase] = statistics.fmean(getattr(s, phase) for s in measured)
+        out["logprob_mismatch"] = statistics.fmean(s.logprob_mismatch for s in measured)
+        # matmul FLOP/s of the training forward + backward: over the policy forward and the update phase
+        # (backward, clipping, optimizer: a lower bound on the backward's own rate)
+        flop = sum(s.train_matmul_flop for s in measured)
+        out["train_gflop_per_s"] = _ratio(flop, sum(s.policy_fwd_s + s.update_s for s in measured)) / 1e9
+        out["train_gflop_per_cpu_s"] = _ratio(flop, sum(s.train_cpu_s for s in measured)) / 1e9  # per CPU second
         return out
+
+
+def _ratio(num: float, den: float) -> float:
+    return num / den if den > 0 else 0.0
+
+
+def matmul_peak_gflops(dtype_name: str, threads: int, seconds: float = 1.0) -> dict[str, float]:
+    """This core's matmul peak in GFLOP/s for ``fp32`` or ``bf16``: the best of a few plain ``a @ b``
+    products of the shapes a 135M model's training step runs (``[512, 576] x [576, 1536]`` and kin),
+    each timed for about ``seconds`` after a warm-up."""
+    import time
+
+    import torch
+
+    set_threads(threads)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
+    out = {}
+    for m, k, n in ((512, 576, 1536), (512, 1536, 576), (512, 576, 8192), (1024, 1024, 1024)):
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+        for _ in range(3):
+            a @ b
+        reps, t0 = 0, time.process_time()  # CPU time: what one core does, whatever else the machine runs
+        while time.process_time() - t0 < seconds / 4:
+            a @ b
+            reps += 1
+        out[f"{m}x{k}x{n}"] = 2 * m * k * n * reps / (time.process_time() - t0) / 1e9
+    out["peak"] = max(out.values())
+    return out
 
 
 def peak_rss_mb() -> float:

@@ -7,8 +7,10 @@ Run by ``bench_trl.py`` (and ``bench_sampler.py --scaling``) in its own process:
 It builds exactly what ``python -m lit_alpha fit --config configs/grpo.yaml`` builds (``AlphaModule`` +
 ``RolloutDataModule`` + a Lightning ``Trainer``), with the benchmark's sizes, a constant learning rate
 (``warmup_frac=0``), ``normalizer = max_new_tokens`` (= TRL's ``dr_grpo`` divisor), and the logging
-back-end, checkpoints, validation and the progress bar off (the module still computes and ``self.log``\\ s
-every metric, as in a real run). Timings come from the rollout's own ``perf/*`` stats (sampling,
+back-end, checkpoints, validation and the progress bar off (the module still computes and
+``self.log``\\ s every metric, as in a real run); ``precision: bf16`` is ``trainer.precision
+bf16-mixed`` (autocast, float32 master weights, fused AdamW).
+Timings come from the rollout's own ``perf/*`` stats (sampling,
 verification, base log-probs), from a timing wrapper around the policy's ``token_logprobs`` call, and
 from the step boundaries (``on_train_batch_end``). Nothing here changes the work done.
 """
@@ -59,14 +61,18 @@ def run(cfg: BenchConfig) -> WorkerResult:
                              temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                              sampler=HFSampler(), seed=cfg.seed)
     result = WorkerResult(side="lit_alpha", config=vars(cfg).copy(), versions=versions())
+    dec_params, head_params = matmul_params(module.policy)
 
     class StepTimer(L.Callback):
         def on_train_start(self, trainer, pl_module) -> None:
-            self.last = time.perf_counter()
+            self.last, self.last_cpu = time.perf_counter(), time.process_time()
             result.setup_s = self.last - _T0
 
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            self.train_cpu = time.process_time()  # after the rollout (on_after_batch_transfer)
+
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), time.process_time()
             stats = batch.stats
             result.steps.append(StepRecord(
                 step_s=now - self.last,
@@ -76,19 +82,43 @@ def run(cfg: BenchConfig) -> WorkerResult:
                 policy_fwd_s=policy_fwd[0],
                 sequences=int(batch.rewards.numel()),
                 completion_tokens=float(stats["perf/completion_tokens"]),
+                step_cpu_s=cpu - self.last_cpu,
+                train_cpu_s=cpu - self.train_cpu,
+                logprob_mismatch=float(trainer.callback_metrics.get("perf/logprob_mismatch", 0.0)),
+                train_matmul_flop=train_matmul_flop(batch, cfg.group_size, dec_params, head_params),
             ).close())
             policy_fwd[0] = 0.0
-            self.last = now
+            self.last, self.last_cpu = now, cpu
 
     trainer = L.Trainer(
         max_steps=cfg.steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
         enable_model_summary=False, gradient_clip_val=1.0, num_sanity_val_steps=0, limit_val_batches=0,
         accelerator="cpu", devices=1, callbacks=[StepTimer()],
+        precision="bf16-mixed" if cfg.precision == "bf16" else "32-true",
     )
     L.seed_everything(cfg.seed, verbose=False)
     trainer.fit(module, data)
     result.peak_rss_mb = peak_rss_mb()
     return result
+
+
+def matmul_params(model) -> tuple[int, int]:
+    """``(decoder linear weights, output-layer weights)``: the matmul parameters a token meets."""
+    import torch
+
+    dec = sum(m.weight.numel() for m in model.get_decoder().modules() if isinstance(m, torch.nn.Linear))
+    return dec, model.get_output_embeddings().weight.numel()
+
+
+def train_matmul_flop(batch, group_size: int, dec_params: int, head_params: int) -> float:
+    """Matmul FLOPs of the policy's forward and backward on ``batch``: each distinct prompt's tokens
+    (once: shared prompts) and every completion token through the decoder's linears, the completion
+    tokens through the output layer, 2 FLOPs per weight and token forward, twice that backward.
+    Attention's own products (under 2% at these lengths) and bucket padding are not counted."""
+    prompts = float(batch.attention_mask[::group_size, : batch.prompt_len].sum())  # rows are grouped by prompt
+    completions = float(batch.completion_mask.sum())
+    forward = 2.0 * (dec_params * (prompts + completions) + head_params * completions)
+    return 3.0 * forward
 
 
 def main() -> None:

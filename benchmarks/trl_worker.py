@@ -23,7 +23,8 @@ Same work as lit_alpha, setting by setting (every TRL default that would change 
   ``epsilon = clip_eps``, ``mask_truncated_completions=False``, ``top_entropy_quantile=1.0``;
 * optimiser: ``optim="adamw_torch"`` (``torch.optim.AdamW`` as lit_alpha), same lr, betas (0.9, 0.999),
   eps 1e-8, weight decay 0, constant schedule without warm-up, ``max_grad_norm=1.0``;
-* precision and memory: ``bf16=False``, ``fp16=False`` (TRL defaults bf16 on), ``use_cpu=True``,
+* precision and memory: ``bf16 = (precision == "bf16")`` (TRL's own default is on), ``fp16=False``,
+  ``use_cpu=True``,
   ``gradient_checkpointing=False`` (TRL defaults it on; lit_alpha does not checkpoint);
 * bookkeeping off: ``report_to="none"``, ``save_strategy="no"``, ``disable_tqdm=True``,
   ``logging_steps = steps`` (TRL still gathers its per-step metrics, as lit_alpha does).
@@ -97,7 +98,7 @@ def run(cfg: BenchConfig) -> WorkerResult:
         mask_truncated_completions=False, top_entropy_quantile=1.0,
         learning_rate=cfg.lr, lr_scheduler_type="constant", warmup_steps=0, weight_decay=0.0,
         adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, max_grad_norm=1.0, optim="adamw_torch",
-        bf16=False, fp16=False, use_cpu=True, gradient_checkpointing=False,
+        bf16=cfg.precision == "bf16", fp16=False, use_cpu=True, gradient_checkpointing=False,
         report_to="none", save_strategy="no", disable_tqdm=True, logging_steps=cfg.steps,
         dataloader_num_workers=0, remove_unused_columns=False, log_completions=False,
     )
@@ -106,18 +107,19 @@ def run(cfg: BenchConfig) -> WorkerResult:
 
     class StepTimer(TrainerCallback):
         def on_train_begin(self, *_: Any, **__: Any) -> None:
-            self.last = time.perf_counter()
+            self.last, self.last_cpu = time.perf_counter(), time.process_time()
             result.setup_s = self.last - _T0
 
         def on_step_end(self, *_: Any, **__: Any) -> None:
-            now = time.perf_counter()
+            now, cpu = time.perf_counter(), time.process_time()
             result.steps.append(StepRecord(
-                step_s=now - self.last, sample_s=acc["sample_s"], verify_s=acc["verify_s"],
+                step_s=now - self.last, step_cpu_s=cpu - self.last_cpu,
+                sample_s=acc["sample_s"], verify_s=acc["verify_s"],
                 ref_fwd_s=acc["ref_fwd_s"], policy_fwd_s=acc["policy_fwd_s"], sequences=n_seq,
                 completion_tokens=acc["tokens"],
             ).close())
             acc.update(dict.fromkeys(acc, 0.0))
-            self.last = now
+            self.last, self.last_cpu = now, cpu
 
     trainer = GRPOTrainer(model=model, reward_funcs=countdown_reward, args=args,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer,

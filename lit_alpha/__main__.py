@@ -31,6 +31,7 @@ from lit_alpha.errors import NonFiniteError, UserError
 from lit_alpha.export import SaveModel
 from lit_alpha.module import AlphaModule
 from lit_alpha.plots import PassAtKPlot
+from lit_alpha.precision import auto_precision
 from lit_alpha.tracking import DEFAULT_ARTIFACTS, DEFAULT_TRACKING_URI, MLflowConfigSaver, normalize_tracking_uri
 
 # Known, harmless noise: the frozen base is in eval mode on purpose; the rest is upstream chatter.
@@ -102,6 +103,20 @@ class LitAlphaCLI(LightningCLI):
                 init["run_name"] = name
         if config is not None and self.subcommand is not None:
             self._resolve_ckpt_path(config)
+        if config is not None:
+            self._pick_precision(config)
+
+    def _pick_precision(self, config: Any) -> None:
+        """``trainer.precision`` not given: bf16-mixed for a pretrained model where bf16 is native, else
+        float32 (:func:`lit_alpha.precision.auto_precision`); said on stderr either way."""
+        trainer, model = config.get("trainer"), config.get("model")
+        if trainer is None or model is None or trainer.get("precision") is not None:
+            return
+        precision, why = auto_precision(str(model.get("model", "")), str(trainer.get("accelerator") or "auto"),
+                                        str(model.get("dtype") or "float32"))
+        if precision is not None:
+            trainer["precision"] = precision
+        print(f"precision: {why}; --trainer.precision overrides", file=sys.stderr)
 
     def _resolve_ckpt_path(self, config: Any) -> None:
         """``last`` → the newest checkpoint of the latest run of this name (fit: continue that MLflow run);

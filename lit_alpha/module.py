@@ -28,6 +28,7 @@ from lit_alpha.metrics.pass_at_k import DistinctCorrect, PassAtK, default_ks
 from lit_alpha.models import AdapterDisabled, LoraSpec, apply_lora, load_policy
 from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.objectives.base import Objective
+from lit_alpha.precision import autocast_dtype, cast_frozen_linears, clip_gradients, fused_ok
 from lit_alpha.sampling.logprobs import token_logprobs
 from lit_alpha.verifiers.base import is_correct
 from lit_alpha.verifiers.guarded import FAULTS
@@ -287,14 +288,31 @@ class AlphaModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
+    # -- precision: bf16-mixed keeps float32 master weights; the frozen base stores bf16 linears --
+    def setup(self, stage: str) -> None:
+        """Under bf16/fp16-mixed, store the frozen base's linear weights in the autocast dtype (the same
+        bits autocast computes with, without a cast per call; a tied output head stays float32)."""
+        dtype = autocast_dtype(self.trainer.precision_plugin) if self._trainer is not None else None
+        if dtype is not None and self.lora is None and isinstance(self.base, torch.nn.Module):
+            cast_frozen_linears(self.base, dtype)
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning's clipping, except under bf16-mixed, whose plugin refuses a fused optimizer although
+        bf16 has no loss scale to undo: there the module clips (same ``clip_grad_norm_``) and the fused
+        AdamW gets already-clipped gradients."""
+        if not clip_gradients(self.trainer.precision_plugin, optimizer, gradient_clip_val, gradient_clip_algorithm):
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
     # -- optimisation ------------------------------------------------------------------------
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.policy.parameters() if p.requires_grad]
         # the fused kernel (one pass per tensor) is the same update as the default per-op loop, and 6x
-        # faster on CPU (0.07 vs 0.45 s per step for SmolLM2-135M, docs/performance.md). Not under
-        # mixed precision: Lightning's AMP plugin refuses to clip gradients for a fused optimizer.
-        precision = str(getattr(self._trainer, "precision", "32-true")) if self._trainer is not None else "32-true"
-        fused = (precision.endswith("-true") and bool(params)
+        # faster on CPU (0.07 vs 0.45 s per step for SmolLM2-135M, docs/performance.md). In full precision
+        # and under bf16-mixed (float32 master weights; configure_gradient_clipping clips first); not
+        # under fp16 (a loss scaler) or FSDP's plugins.
+        plugin = self._trainer.precision_plugin if self._trainer is not None else None
+        fused = ((plugin is None or fused_ok(plugin)) and bool(params)
                  and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params))
         opt = torch.optim.AdamW(params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay,
                                 fused=fused or None)

@@ -27,7 +27,11 @@ def test_bench_trl_lit_side_prints_its_table(capsys, tmp_path):
     rows = bench_trl.main([*TINY, "--sides", "lit", "--json-out", str(tmp_path / "r.json")])
     out = capsys.readouterr().out
     assert "| side | seq/s | tok/s |" in out and "| lit_alpha |" in out
-    s = rows["lit_alpha"]
+    assert set(rows) == {"fp32", "bf16"}  # both precisions by default
+    for prec in ("fp32", "bf16"):
+        s = rows[prec]["lit_alpha"]
+        assert s["train_gflop_per_s"] > 0 and 0 <= s["logprob_mismatch"] < 0.5
+    s = rows["fp32"]["lit_alpha"]
     assert s["seq_per_s"] > 0 and s["tok_per_s"] > 0 and s["peak_rss_mb"] > 0
     assert s["step_s"] >= s["sample_s"] + s["verify_s"] + s["ref_fwd_s"] + s["policy_fwd_s"] - 1e-9
     assert s["ref_fwd_s"] == 0.0 and s["policy_fwd_s"] > 0  # GRPO β=0 skips the base forward, as TRL does
@@ -41,8 +45,9 @@ def test_bench_trl_both_sides_when_trl_is_installed(capsys):
     rows = bench_trl.main(TINY)
     out = capsys.readouterr().out
     assert "| lit_alpha / TRL |" in out
-    assert rows["trl"]["ref_fwd_s"] == 0.0  # β=0, one iteration: TRL runs no reference/old forward
-    assert rows["trl"]["seq_per_s"] > 0
+    for prec in ("fp32", "bf16"):  # TRL bf16=True runs too
+        assert rows[prec]["trl"]["ref_fwd_s"] == 0.0  # β=0, one iteration: no reference/old forward
+        assert rows[prec]["trl"]["seq_per_s"] > 0
 
 
 def test_draw_follows_the_probabilities_and_skips_zeros():
@@ -95,7 +100,7 @@ def test_bench_sampler_compares_three_samplers(capsys):
     import bench_sampler
 
     bench_sampler.main(["--model", "countdown-tiny", "--prompts", "2", "--group-size", "3", "--repeats", "1",
-                        "--max-new-tokens", "8"])
+                        "--max-new-tokens", "8", "--precision", "fp32"])
     out = capsys.readouterr().out
     for side in bench_sampler.SIDES:
         assert f"| {side} |" in out
@@ -133,9 +138,13 @@ def test_one_command_runs_all_three_parts(capsys):
                       "--group-size", "2", "--max-new-tokens", "8", "--sampler-prompts", "2",
                       "--sampler-repeats", "1", "--scaling-steps", "2", "--sides", "lit"])
     printed = capsys.readouterr().out
-    assert "## 1." in printed and "## 2." in printed and "## 3." in printed and "## Headline" in printed
-    assert out["trl"]["lit_alpha"]["seq_per_s"] > 0
-    assert set(out["sampler"]) == set(bench.bench_sampler.SIDES)
+    assert "## 0." in printed and "## 1." in printed and "## 2." in printed and "## 3." in printed
+    assert "## Headline" in printed and "of the bf16 peak" in printed
+    assert out["peak_gflops"]["fp32"]["peak"] > 0 and out["peak_gflops"]["bf16"]["peak"] > 0
+    for prec in ("fp32", "bf16"):  # the precision axis: every part at both by default
+        assert out["trl"][prec]["lit_alpha"]["seq_per_s"] > 0
+        assert set(out["sampler"][prec]) == set(bench.bench_sampler.SIDES)
+        assert out["headline"]["ratios"][prec]["sampler_batched"] > 0
     settings = [(r["group_size"], r["max_new_tokens"]) for r in out["scaling"]]
     assert settings[:3] == [(4, 8), (8, 8), (16, 8)] and (8, 16) in settings  # group sizes, then budgets
     assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in out["scaling"])

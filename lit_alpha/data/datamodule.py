@@ -21,6 +21,7 @@ the same. Evaluation batches are dealt round-robin, each problem evaluated exact
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import fields, replace
@@ -38,6 +39,7 @@ from lit_alpha.data.offline import OfflineRFT
 from lit_alpha.data.rollout import rollout
 from lit_alpha.errors import UserError
 from lit_alpha.data.mixture import join_groups
+from lit_alpha.precision import rollout_context
 from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.sampling.hf import HFSampler
 from lit_alpha.sampling.logprobs import token_logprobs
@@ -305,7 +307,8 @@ class RolloutDataModule(L.LightningDataModule):
         key = rollout_key(self.seed, batch["step"], rank, world) if training else [self.seed, _EVAL, batch["index"]]
         generator = torch.Generator(device=module.device)
         generator.manual_seed(int(np.random.default_rng(key).integers(2**62)))
-        precision = self.trainer.precision_plugin.forward_context  # sample in the training step's precision
+        # sample and score in the training step's precision (bf16-mixed: with the weight-cast cache on)
+        precision = functools.partial(rollout_context, self.trainer, module.device)
         with precision(), lockstep(module.policy, world) as policy:
             out = rollout(
                 policy,

@@ -41,11 +41,13 @@ def entropy_from_logits(logits: Tensor, chunk_tokens: int = 1024) -> Tensor:
     for contiguous float32 logits at most one ``[chunk_tokens, V]`` float tensor (the chunk's softmax)
     exists at a time beyond the logits themselves; the dot product is a batched matmul, which allocates
     no second ``[chunk, V]``. (Other dtypes add the chunk's float32 upcast; non-contiguous logits are
-    copied once by ``reshape``.) Logits must be finite. Returns ``[...]`` in float32.
+    copied once by ``reshape``.) Logits must be finite. Returns ``[...]`` in float32, computed in float32
+    (autocast off) whatever the caller's precision context.
     """
     if chunk_tokens < 1:
         raise ValueError(f"chunk_tokens must be >= 1, got {chunk_tokens}")
-    with torch.no_grad():
+    # float32 throughout, also inside a bf16-mixed region (autocast would lower the bmm to bf16)
+    with torch.no_grad(), torch.autocast(logits.device.type, enabled=False):
         flat = logits.detach().reshape(-1, logits.shape[-1])  # [M, V], a view
         out = torch.empty(flat.shape[0], dtype=torch.float32, device=logits.device)  # [M]
         for start in range(0, flat.shape[0], chunk_tokens):
@@ -70,8 +72,10 @@ def token_logprobs(
     """``out[i, t] = log π(input_ids[i, t] | input_ids[i, :t])`` for t ≥ prompt_len where
     ``attention_mask[i, t]`` is 1 (completion tokens), else 0 (prompt, padding).
 
-    Returns ``[N, T]`` in float32, differentiable when grad is enabled. With ``with_entropy`` it returns
-    ``(logprobs, entropy)``, ``entropy[i, t]`` the full-vocabulary entropy of ``π(·|input_ids[i, :t])``
+    Returns ``[N, T]`` in float32, differentiable when grad is enabled. Under bf16-mixed autocast the
+    backbone and the output layer run in bf16; the logits are upcast to float32 before the log-softmax
+    (and the entropy), so every log-prob is a float32 reduction of bf16-rounded logits. With
+    ``with_entropy`` it returns ``(logprobs, entropy)``, ``entropy[i, t]`` the full-vocabulary entropy of ``π(·|input_ids[i, :t])``
     (detached, ``[N, T]``, 0 where the log-prob is 0). Only completion tokens run through the output
     layer, and shared prompts and padding are not run through the backbone (:mod:`lit_alpha.sampling.layout`).
 
