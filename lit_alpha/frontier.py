@@ -148,7 +148,8 @@ class Analysis:
                 row.setdefault("problems", int(np.isfinite(v).sum()))
             if row:
                 rows.append({"run": r.name, **row})
-        return rows
+        keys = list(dict.fromkeys(k for row in rows for k in row))  # every column in every row
+        return [{k: row.get(k, float("nan")) for k in keys} for row in rows]
 
 
 def analyse(runs: Sequence[RunResult], split: str = "val", k: int | None = None, num_boot: int = 1000,
@@ -276,7 +277,8 @@ def _write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
     with path.open("w", newline="") as f:
         if not rows:
             return
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        keys = list(dict.fromkeys(k for row in rows for k in row))  # a column some runs lack is left empty
+        w = csv.DictWriter(f, fieldnames=keys, restval="")
         w.writeheader()
         w.writerows(rows)
 

@@ -112,6 +112,9 @@ def test_frontier_reports_divergence_with_bootstrap_interval(tmp_path):
     assert by["base"]["fkl_to_target"] == pytest.approx(1.0) and by["base"]["problems"] == 4
     assert by["a0-s0"]["fkl_to_target"] == pytest.approx(0.625)
     assert by["a0-s0"]["fkl_to_target_lo"] <= 0.625 <= by["a0-s0"]["fkl_to_target_hi"]
+    runs[1].diversity["alpha_div_to_target"] = np.where(np.isnan(runs[1].diversity["fkl_to_target"]), np.nan, 0.5)
+    a = fr.analyse(runs, "val", num_boot=200)  # a column only some runs have (α-DPG's D_α)
+    assert np.isnan(a.target_rows()[0]["alpha_div_to_target"]) and a.target_rows()[1]["alpha_div_to_target"] == 0.5
     files = fr.report(a, tmp_path, echo=lambda s: None)
     assert (tmp_path / "target_val.csv") in files and "a0-s0" in (tmp_path / "target_val.csv").read_text()
     assert not np.isnan(a.diversity_rows()[0]["fkl_to_target"])
