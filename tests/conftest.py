@@ -13,6 +13,11 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+TINY_TASK = ("--model.model", "countdown-tiny", "--data.task.init_args.n_numbers", "4",
+             "--data.task.init_args.max_number", "12", "--data.task.init_args.min_target", "1",
+             "--data.task.init_args.max_target", "99")
+"""The first benchmark (Countdown-4 with countdown-tiny, 12% pass@1) over the shipped configs, whose task is
+Countdown-5: tests that need correct samples in a 2-step run (weights that move, groups with signal) use it."""
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from lit_alpha.models import EMBEDDED
 from lit_alpha.objectives import GRPO, AlphaDPG
 from lit_alpha.sampling.logprobs import position_ids_from_mask
 from lit_alpha.tasks import CountdownTask
+from conftest import TINY_TASK
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -234,7 +235,7 @@ SMALL = ["--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
          "--data.task.init_args.num_val", "6", "--data.task.init_args.num_test", "4",
          "--data.val_samples", "4", "--data.eval_prompts_per_batch", "2",  # 3 eval batches: one rank pads
          "--data.prompts_per_step", "4", "--data.n_samples", "4",
-         "--trainer.enable_progress_bar", "false", "--trainer.enable_checkpointing", "false"]
+         "--trainer.enable_progress_bar", "false", "--trainer.enable_checkpointing", "false", *TINY_TASK]
 
 
 def cli_fit(cwd: Path, *extra: str, config: str = "a05", callbacks: list[dict] | None = None,

@@ -15,7 +15,7 @@ import lightning as L
 import pytest
 import torch
 
-from conftest import store_client
+from conftest import TINY_TASK, store_client
 from lit_alpha.__main__ import main
 from lit_alpha.models import AdapterDisabled, LoraSpec, load_policy
 from lit_alpha.module import AlphaModule
@@ -172,7 +172,7 @@ SMALL = [
     "--data.task.init_args.num_val", "4", "--data.task.init_args.num_test", "4",
     "--data.val_samples", "4", "--data.eval_prompts_per_batch", "4",
     "--data.prompts_per_step", "4", "--data.n_samples", "4", "--data.max_new_tokens", "16",
-    "--trainer.enable_progress_bar", "false",
+    "--trainer.enable_progress_bar", "false", *TINY_TASK,
 ]
 LORA = ["--model.lora.r", "4", "--model.lora.alpha", "8", "--model.lora.target_modules", "[q_proj,v_proj]"]
 

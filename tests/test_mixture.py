@@ -73,13 +73,13 @@ def test_mixture_reduces_to_on_policy_when_policy_is_base():
         assert m1["ess_frac"].item() == pytest.approx(m2["ess_frac"].item())
 
 
-def test_ess_golden_and_absent_without_correct():
+def test_ess_golden_and_zero_without_correct():
     # on-policy, one group of 3: w = v·π_base/π = [1, 3, 0] → ESS = 16/10, over N = 3
     inputs = seq_inputs([-1.0, -1.0, -1.0], [-1.0, -1.0 + math.log(3), -1.0], [1, 1, 0], 3)
     _, metrics = AlphaDPG(alpha=0.5).advantages(inputs)
     assert metrics["ess_frac"].item() == pytest.approx(1.6 / 3, rel=1e-6)
     _, none = AlphaDPG(alpha=0.5).advantages(seq_inputs([-1.0, -2.0], [-1.0, -1.0], [0, 0], 2))
-    assert "ess_frac" not in none
+    assert none["ess_frac"].item() == 0.0  # no group with a correct sample: 0, still logged
 
 
 def test_only_alpha_dpg_accepts_base_samples():

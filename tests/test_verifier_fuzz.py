@@ -9,6 +9,7 @@ import importlib
 import pkgutil
 import socket
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 import lit_alpha.verifiers as verifiers_pkg
 from lit_alpha.verifiers.base import Verdict, Verifier
 from lit_alpha.verifiers.countdown import CountdownVerifier
+from lit_alpha.verifiers.function import FunctionVerifier
 from lit_alpha.verifiers.guarded import GuardedVerifier, sanitize
 from lit_alpha.verifiers.lean.dojo import LeanDojoVerifier
 from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier
@@ -66,14 +68,27 @@ lean_records = st.one_of(
 lean_dojo_records = st.one_of(lean_records, st.fixed_dictionaries({
     "id": st.just("p"), "theorem_statement": st.just(lean_stmt), "theorem_full_name": st.just("t1"),
     "file_path": st.one_of(st.none(), st.just("Foo/Bar.lean"), st.text(max_size=20), st.integers())}))
+# FunctionVerifier runs the README's own-task checker (examples/own_task/reward.py): rows like
+# {"prompt": "15 2 | 13 = ", "answer": 13, "numbers": [15, 2]}; the middle one is solvable from `pieces`
+own_task_records = st.one_of(
+    st.fixed_dictionaries({"prompt": st.text(max_size=20), "answer": st.integers(-10**12, 10**12),
+                           "numbers": st.lists(st.integers(0, 999999), min_size=2, max_size=2)}),
+    st.fixed_dictionaries({"prompt": st.just("7 12 | 19 = "), "answer": st.just(19), "numbers": st.just([7, 12])}),
+    st.dictionaries(st.sampled_from(["prompt", "answer", "numbers", "id"]),  # missing keys, wrong types, huge values
+                    st.one_of(st.none(), st.text(max_size=5), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
+                              st.lists(st.one_of(st.integers(-10**30, 10**30), st.text(max_size=3)), max_size=4))),
+)
 RECORDS = {CountdownVerifier: countdown_records, MathAnswerVerifier: math_records,
            LeanVerifier: lean_records, KiminaLeanVerifier: lean_records,  # LeanVerifier(): no project, no Lean
-           LeanDojoVerifier: lean_dojo_records}  # rules-only path: no repo given, so the Dojo is never entered
+           LeanDojoVerifier: lean_dojo_records,  # rules-only path: no repo given, so the Dojo is never entered
+           FunctionVerifier: own_task_records}
 
 # verifiers that need arguments to run here; the rest are built with cls()
 _refusing = socket.socket()  # a bound, never-listening loopback port: connections are refused at once
 _refusing.bind(("127.0.0.1", 0))
+OWN_REWARD = str(Path(__file__).resolve().parents[1] / "examples/own_task/reward.py") + ":reward"
 FACTORIES = {
+    FunctionVerifier: lambda: FunctionVerifier(OWN_REWARD),
     KiminaLeanVerifier: lambda: KiminaLeanVerifier(f"http://127.0.0.1:{_refusing.getsockname()[1]}", retries=0,
                                                    request_timeout_s=0.05),
 }
@@ -128,10 +143,14 @@ def test_fuzz_non_text_completions_and_records(cls, data):
     _check(_make(cls), data.draw(RECORDS[cls]), data.draw(non_text))
 
 
+# a record of the verifier's own task, so the huge text reaches its parser (default: Countdown's)
+HUGE_RECORDS = {FunctionVerifier: {"prompt": "3 7 | 10 = ", "answer": 10, "numbers": [3, 7]}}
+
+
 def test_huge_completions_stay_within_bound():
     for cls in _shipped_verifiers():
         v = _make(cls)
-        record = {"id": "p", "numbers": [3, 7, 9, 12], "target": 59}
+        record = HUGE_RECORDS.get(cls, {"id": "p", "numbers": [3, 7, 9, 12], "target": 59})
         for text in ["(" * 10**6, "1+" * 10**6, "<answer>" * 10**5, "9" * 10**6, "\u0663" * 10**6]:
             _check(v, record, text)
 
@@ -143,3 +162,18 @@ def test_guarded_batch_is_total(completions):
     record = {"id": "p", "numbers": [3, 7, 9, 12], "target": 59}
     out = GuardedVerifier(CountdownVerifier()).verify_batch([record] * len(completions), completions)
     assert len(out) == len(completions) and all(sanitize(v) is v for v in out)
+
+
+def always_correct(prompts, completions, **row):
+    """A reward function that scores everything 1, so FunctionVerifier's own answer handling runs."""
+    return [1.0 for _ in completions]
+
+
+def test_function_verifier_is_bounded_when_the_reward_accepts_anything():
+    """The wrapper's own work on a 1.0 score (the canonical answer) stays bounded and total."""
+    v = FunctionVerifier(f"{__name__}:always_correct")
+    record = {"prompt": "p", "answer": 1}
+    for text in ["( " * 10**6, "\u0663 " * 10**6, "\n" * 10**6 + "7", "9" * 10**6, None, 3, b"ab", ["a"]]:
+        _check(v, record, text)
+        assert v.verify(record, text).score == 1.0
+

@@ -37,7 +37,8 @@ answers the policy has stopped visiting; their weight is ``ρ·(p/π)^{1−α} =
 
 ``ess_frac``: per group with a usable correct sample, the effective sample size of the target's importance
 weights ``w_i = v_i·π_base/q`` over the group size, ``(Σw)²/(N·Σw²)`` ∈ [1/N, 1], averaged; low values mean
-ẑ and the pseudo-rewards rest on one or two samples.
+ẑ and the pseudo-rewards rest on one or two samples. A step with no such group logs 0 (every step logs
+the metric, so that resumed and straight runs log the same series).
 
 α may be a :class:`~lit_alpha.objectives.schedule.Schedule` of the step (an α curriculum, future work
 in the paper): ``α_t = schedule(inputs.step, inputs.max_steps)``; every step logs ``alpha``.
@@ -208,11 +209,11 @@ class AlphaDPG(Objective):
         return adv.to(inputs.logprobs.dtype), metrics
 
     def ess(self, inputs: ObjectiveInputs) -> dict[str, Tensor]:
-        """``ess_frac``: mean over groups with a usable correct sample of ``(Σw)²/(N·Σw²)`` (absent if none)."""
+        """``ess_frac``: mean over groups with a usable correct sample of ``(Σw)²/(N·Σw²)`` (0 if none)."""
         log_w = group_view(self.log_weights(inputs), inputs.group_ids)  # [B, N/B]
         lse = torch.logsumexp(log_w, dim=1)  # [B]
         usable = torch.isfinite(lse)  # a correct sample with π_base > 0
         if not bool(usable.any()):
-            return {}
+            return {"ess_frac": torch.zeros((), dtype=log_w.dtype)}
         log_ess = 2 * lse[usable] - torch.logsumexp(2 * log_w[usable], dim=1)  # [B'] log ESS
         return {"ess_frac": (log_ess.exp() / log_w.shape[1]).mean()}

@@ -81,5 +81,8 @@ class FunctionVerifier(Verifier):
         score = float(scores[0])
         if not math.isfinite(score) or not 0.0 <= score <= 1.0:
             return Verdict(0.0, "garbage")
-        answer = " ".join(completion.split())[:MAX_ANSWER_CHARS] if score >= 1.0 else None
+        answer = None
+        if score >= 1.0:  # canonical answer, bounded: only a prefix of (hostile, maybe huge or non-text) output
+            text = completion if isinstance(completion, str) else str(completion)
+            answer = " ".join(text[: 8 * MAX_ANSWER_CHARS].split())[:MAX_ANSWER_CHARS]
         return Verdict(score, "ok" if score >= 1.0 else "wrong", answer)
