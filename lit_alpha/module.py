@@ -28,7 +28,7 @@ from lit_alpha.metrics.pass_at_k import DistinctCorrect, PassAtK, default_ks
 from lit_alpha.models import AdapterDisabled, LoraSpec, apply_lora, load_policy
 from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.objectives.base import Objective
-from lit_alpha.precision import autocast_dtype, cast_frozen_linears, clip_gradients, fused_ok
+from lit_alpha.precision import cast_frozen_linears, clip_gradients, frozen_base_dtype, fused_ok
 from lit_alpha.sampling.logprobs import token_logprobs
 from lit_alpha.verifiers.base import is_correct
 from lit_alpha.verifiers.guarded import FAULTS
@@ -291,8 +291,9 @@ class AlphaModule(L.LightningModule):
     # -- precision: bf16-mixed keeps float32 master weights; the frozen base stores bf16 linears --
     def setup(self, stage: str) -> None:
         """Under bf16/fp16-mixed, store the frozen base's linear weights in the autocast dtype (the same
-        bits autocast computes with, without a cast per call; a tied output head stays float32)."""
-        dtype = autocast_dtype(self.trainer.precision_plugin) if self._trainer is not None else None
+        bits autocast computes with, without a cast per call; a tied output head stays float32). Not
+        under FSDP, whose flat parameters hold one dtype each and whose mixed precision casts them."""
+        dtype = frozen_base_dtype(self.trainer.precision_plugin) if self._trainer is not None else None
         if dtype is not None and self.lora is None and isinstance(self.base, torch.nn.Module):
             cast_frozen_linears(self.base, dtype)
 

@@ -13,7 +13,9 @@ What this module adds to Lightning's plugin:
   weight-cast cache is *on* (Lightning's is off): the policy's float32 weights are cast to bf16 once
   per rollout instead of once per decoded token.
 * :func:`cast_frozen_linears`: the frozen base's linear weights are stored in bf16 (what autocast
-  would cast them to on every call; the same bits, so π_base still equals π_θ at step 0 exactly).
+  would cast them to on every call; the same bits, so π_base still equals π_θ at step 0 exactly),
+  under Lightning's plain ``MixedPrecision`` only (:func:`frozen_base_dtype`; FSDP's own mixed precision
+  casts its flat parameters, each of which must hold one dtype).
 * :func:`clip_gradients`: gradient clipping under bf16-mixed without Lightning's AMP check, so the
   fused AdamW (the same update, one kernel per tensor) stays on: the module clips, then hands the
   optimizer already-clipped float32 gradients. There is no loss scaler in bf16, so nothing to unscale.
@@ -71,6 +73,16 @@ def autocast_dtype(plugin: Any) -> torch.dtype | None:
     if precision == "16-mixed":
         return torch.float16
     return None
+
+
+def frozen_base_dtype(plugin: Any) -> torch.dtype | None:
+    """The dtype to store the frozen base's linear weights in (:func:`cast_frozen_linears`): the autocast
+    dtype under Lightning's plain ``MixedPrecision`` (bf16/fp16-mixed, single process or DDP), else None.
+
+    Not under FSDP's plugins: FSDP flattens each unit's parameters into one flat parameter of a single
+    dtype (bf16 linears next to float32 norms would be refused) and casts them for compute itself
+    (``MixedPrecision(param_dtype=...)``); nor under 32-true or other plugins, where nothing autocasts."""
+    return autocast_dtype(plugin) if type(plugin) is MixedPrecision else None
 
 
 def rollout_context(trainer: Any, device: torch.device) -> contextlib.AbstractContextManager:

@@ -243,19 +243,32 @@ def test_decoder_fsdp_fit_on_gpus(precision, tmp_path) -> None:
     assert runs[0].info.status == "FINISHED" and all(math.isfinite(v) for _, v in hist["train/loss"])
 
 
-def test_optimizer_is_fused_in_full_precision_only() -> None:
-    """Fused AdamW (the same update, one kernel per tensor) in 32-true; the per-op one under AMP, whose
-    Lightning plugin cannot clip a fused optimizer's gradients (the bf16-mixed fit above runs it)."""
+def test_optimizer_is_fused_in_full_precision_and_bf16_mixed_only() -> None:
+    """Fused AdamW (the same update, one kernel per tensor) in 32-true and, since the module clips itself
+    there, under plain bf16-mixed; the per-op one under 16-mixed (a loss scaler, whose Lightning plugin
+    cannot unscale-and-clip a fused optimizer's gradients) and under FSDP's mixed precision. Also: FSDP
+    keeps the frozen base in float32 (its flat parameters hold one dtype each; the bf16 FSDP fit above
+    runs that), plain bf16/fp16-mixed store the base's linears in 16 bits."""
     from types import SimpleNamespace
 
-    from lit_alpha.module import AlphaModule
+    from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
+    from lit_alpha.module import AlphaModule
+    from lit_alpha.precision import frozen_base_dtype
+
+    plugins = {"32-true": Precision(), "bf16-mixed": MixedPrecision("bf16-mixed", "cpu"),
+               "16-mixed": MixedPrecision("16-mixed", "cpu"), "fsdp bf16-mixed": ShardedClipPrecision("bf16-mixed"),
+               "fsdp 32-true": ShardedClipPrecision("32-true")}
+    want_fused = {"32-true": True, "bf16-mixed": True, "16-mixed": False, "fsdp bf16-mixed": False,
+                  "fsdp 32-true": True}
+    want_base = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16, "fsdp bf16-mixed": None,
+                 "fsdp 32-true": None}
     module = AlphaModule("countdown-tiny")
     try:
-        module._trainer = SimpleNamespace(precision="32-true", max_steps=0)
-        assert module.configure_optimizers()["optimizer"].defaults["fused"] is True
-        module._trainer = SimpleNamespace(precision="bf16-mixed", max_steps=0)
-        assert not module.configure_optimizers()["optimizer"].defaults["fused"]
+        for name, plugin in plugins.items():
+            module._trainer = SimpleNamespace(precision_plugin=plugin, precision=plugin.precision, max_steps=0)
+            assert bool(module.configure_optimizers()["optimizer"].defaults["fused"]) is want_fused[name], name
+            assert frozen_base_dtype(plugin) == want_base[name], name
     finally:
         module._trainer = None
 
