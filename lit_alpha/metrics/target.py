@@ -21,6 +21,10 @@ solves (``c > 0``), with ``ẑ = c/n`` and weights ``w_y = count_y / c``:
   At α = 1 it needs π_θ's mass outside the support (reverse KL), which p's samples cannot see: not
   reported there (nor at α = 0, where the forward KL above is the value).
 
+π_base is the evaluated module's frozen base (the run's ``model.model``): the divergence is meaningful
+when the target table comes from that same base model (``evaluate`` finds the run named ``base`` of the
+experiment, evaluated with the same config).
+
 Both use the plug-in ``ẑ = c/n`` (biased for small c, the same for every method evaluated against
 the same base table, so comparisons are fair). Problems the base never solves have no p samples and
 get ``None``; means are over the problems the base solves.
