@@ -79,9 +79,9 @@ def test_rollout_uses_current_weights(policy, random_model_dir):
     second = rollout(model, tok, task, records, 4, HFSampler(), params, torch.Generator().manual_seed(0),
                      base=model)
     now = token_logprobs(model, second.input_ids, second.attention_mask, second.prompt_len)
-    torch.testing.assert_close(now * second.completion_mask, second.old_logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(now * second.completion_mask, second.old_logprobs, atol=2e-5, rtol=0)  # float32; ~1e-5 on AMX kernels
     assert first.completions != second.completions or not torch.allclose(first.old_logprobs, second.old_logprobs)
-    torch.testing.assert_close(second.base_logprobs * second.completion_mask, second.old_logprobs, atol=1e-5, rtol=0)
+    torch.testing.assert_close(second.base_logprobs * second.completion_mask, second.old_logprobs, atol=2e-5, rtol=0)
     assert second.rewards.shape == (8,) and second.group_ids.tolist() == [0] * 4 + [1] * 4
     assert len(second.reasons) == 8 and "perf/sample_s" in second.stats
 
