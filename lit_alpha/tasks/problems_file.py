@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, Iterator
 
 from lit_alpha.errors import UserError
 from lit_alpha.tasks.base import Record
@@ -51,25 +52,35 @@ def _row(obj: object, default_id: str) -> tuple[str, Record]:
     return split, {"id": str(rid), "numbers": list(numbers), "target": int(target)}
 
 
-def load_problems(path: str | Path, field: str = "data.task.init_args.problems_file") -> dict[str, list[Record]]:
-    """Read and check every row of ``path``; records by split. Any problem raises a
-    :class:`UserError` naming ``field``, the file and the line."""
+def jsonl_rows(path: str | Path, field: str) -> Iterator[tuple[int, str, Any]]:
+    """``(line number, "field: path:line", parsed JSON)`` for each non-blank line of ``path``; an unreadable
+    file or a line that is not JSON raises a :class:`UserError` naming ``field``, the file and the line."""
     path = Path(path).expanduser()
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
         raise UserError(f"{field}: cannot read {str(path)!r} ({why})") from None
-    out: dict[str, list[Record]] = {s: [] for s in SPLITS}
-    seen: set[str] = set()
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{field}: {path}:{lineno}"
         try:
-            split, record = _row(json.loads(line), f"{path.stem}-{lineno}")
+            row = json.loads(line)
         except json.JSONDecodeError as err:
             raise UserError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+        yield lineno, where, row
+
+
+def load_problems(path: str | Path, field: str = "data.task.init_args.problems_file") -> dict[str, list[Record]]:
+    """Read and check every row of ``path``; records by split. Any problem raises a
+    :class:`UserError` naming ``field``, the file and the line."""
+    path = Path(path).expanduser()
+    out: dict[str, list[Record]] = {s: [] for s in SPLITS}
+    seen: set[str] = set()
+    for lineno, where, row in jsonl_rows(path, field):
+        try:
+            split, record = _row(row, f"{path.stem}-{lineno}")
         except ValueError as err:
             raise UserError(f"{where}: {err}") from None
         if record["id"] in seen:

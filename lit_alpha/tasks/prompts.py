@@ -17,13 +17,13 @@ limit by default (``verify_timeout_s``); it can neither crash nor stall the run.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from lit_alpha.errors import UserError
 from lit_alpha.tasks.base import Record, Task
+from lit_alpha.tasks.problems_file import jsonl_rows
 from lit_alpha.verifiers.function import FunctionVerifier
 
 FIELD = "data.task.init_args"
@@ -35,21 +35,9 @@ def load_prompts(path: str | Path, field: str = f"{FIELD}.file") -> dict[str, li
     """Every row of ``path`` checked, by split; a bad row raises a :class:`UserError` naming
     ``field``, the file and the line."""
     path = Path(path).expanduser()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise UserError(f"{field}: cannot read {str(path)!r} ({why})") from None
     out: dict[str, list[Record]] = {s: [] for s in SPLITS}
     seen: set[str] = set()
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{field}: {path}:{lineno}"
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise UserError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from None
+    for lineno, where, row in jsonl_rows(path, field):
         if not isinstance(row, dict):
             raise UserError(f"{where}: expected a JSON object, got {type(row).__name__}")
         prompt = row.get("prompt")
