@@ -17,28 +17,13 @@ The tokenizer is read from a local directory (``${model.model}`` in YAML); nothi
 
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 import numpy as np
 
 from lit_alpha.errors import UserError
 from lit_alpha.tasks.base import Record, Task
-from lit_alpha.verifiers.base import Verdict, Verifier
+from lit_alpha.verifiers.prefixed import PrefixedVerifier
 
 FIELD = "data.task.init_args"
-
-
-class PrefixedVerifier(Verifier):
-    """``inner`` applied to ``prefix + completion`` (the assistant message as a whole). Picklable,
-    so the guarded verifier can run it in worker processes like any other."""
-
-    def __init__(self, inner: Verifier, prefix: str) -> None:
-        self.inner, self.prefix = inner, prefix
-
-    def check(self, record: Mapping[str, Any], completion: str) -> Verdict:
-        if not isinstance(completion, str):
-            return Verdict(0.0, "parse")
-        return self.inner.check(record, self.prefix + completion)
 
 
 class ChatTask(Task):
