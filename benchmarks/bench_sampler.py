@@ -5,6 +5,7 @@
     python benchmarks/bench_sampler.py --model countdown-tiny --prompts 32 --group-size 8 --repeats 3
     python benchmarks/bench_sampler.py --model /work/models/smollm2-135m-instruct --prompts 4 --repeats 2
     python benchmarks/bench_sampler.py --scaling --model countdown-tiny --prompts 32
+    ~/.cache/lit_alpha/venv-vllm/bin/python benchmarks/bench_sampler.py --model DIR --precision bf16 --vllm
 
 **Sampler comparison.** Both produce what the trainer needs from a rollout: B·G completions, their
 token ids and texts, and per token the log-prob (and the full-vocabulary entropy) of π_θ at temperature
@@ -86,6 +87,7 @@ def naive_generate_per_prompt(model, tokenizer, prompts: Sequence[str], n: int, 
 
 
 SIDES = ("generate, one call per prompt", "generate, one batched call", "lit_alpha HFSampler")
+VLLM_SIDE = "lit_alpha VLLMSampler"
 
 
 def precision_context(precision: str):
@@ -101,10 +103,12 @@ def precision_context(precision: str):
 
 
 def compare_samplers(cfg: BenchConfig, repeats: int, precisions: Sequence[str] = ("fp32",),
-                     per_prompt: bool = True) -> dict[str, dict[str, dict[str, float]]]:
+                     per_prompt: bool = True, vllm: bool = False) -> dict[str, dict[str, dict[str, float]]]:
     """Alternate the two naive generate loops (``per_prompt=False``: the batched one only) and
     ``HFSampler`` on the same prompts, at each precision; ``{precision: {side: tokens/s etc.}}``
-    (medians over the measured batches)."""
+    (medians over the measured batches). ``vllm``: also ``VLLMSampler`` (in-process vLLM, the
+    sampler's CPU build), whose engine holds one dtype, so only with one precision: its engine then
+    runs in float32 or bfloat16 to match."""
     import torch
 
     from lit_alpha.models import load_policy
@@ -126,6 +130,15 @@ def compare_samplers(cfg: BenchConfig, repeats: int, precisions: Sequence[str] =
     }
     if not per_prompt:
         del runs[SIDES[0]]
+    if vllm:
+        if len(precisions) != 1:
+            raise SystemExit("error: --vllm: give one --precision (the engine holds one dtype)")
+        from lit_alpha.sampling.vllm import VLLMSampler
+
+        engine = VLLMSampler(dtype={"fp32": "float32", "bf16": "bfloat16"}[precisions[0]],
+                             max_model_len=512, enable_prefix_caching=True)
+        runs[VLLM_SIDE] = lambda prompts, r: engine.sample(model, tokenizer, prompts, cfg.group_size, params,
+                                                           torch.Generator().manual_seed(cfg.seed + r)).completion_mask
     times = {prec: {side: [] for side in runs} for prec in precisions}  # [(seconds, tokens, CPU seconds)]
     for r, records in enumerate(batches):  # batch 0 warms every side up and is not counted
         prompts = [task.prompt(rec) for rec in records]
@@ -177,6 +190,8 @@ def format_sampler_table(res: dict[str, dict[str, float]]) -> str:
     for side, r in res.items():
         ratio = "" if side == SIDES[2] else f"**{ours['tok_per_s'] / r['tok_per_s']:.2f}×**"
         cpu = "" if side == SIDES[2] else f"{ours['tok_per_cpu_s'] / r['tok_per_cpu_s']:.2f}×"
+        if side == VLLM_SIDE:  # HFSampler's speed-up over vLLM (< 1: vLLM is the faster one)
+            ratio, cpu = ratio.replace("**", ""), cpu
         lines.append(f"| {side} | {r['s_per_batch']:.3f} | {r['tok_per_s']:.0f} | {r['tok_per_cpu_s']:.0f} | "
                      f"{r['completion_len']:.1f} | {ratio} | {cpu} |")
     return "\n".join(lines)
@@ -205,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="sampler comparison at fp32 and/or bf16 (CPU autocast)")
     p.add_argument("--no-per-prompt", action="store_true", help="leave out the per-prompt generate loop")
     p.add_argument("--json-out", default=None, help="write the sampler figures here")
+    p.add_argument("--vllm", action="store_true", help="also VLLMSampler (run with the vLLM venv's python, "
+                   "scripts/test_vllm.sh builds it; one --precision)")
     p.add_argument("--scaling", action="store_true", help="the step-time/memory table instead")
     p.add_argument("--steps", type=int, default=3, help="--scaling: training steps per setting (first excluded)")
     a = p.parse_args(argv)
@@ -221,7 +238,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(format_scaling_table(rows))
         return
     print(f"model: {cfg.model}; {shape}; {a.repeats} measured batches, alternating", flush=True)
-    res = compare_samplers(cfg, a.repeats, list(dict.fromkeys(a.precision)), per_prompt=not a.no_per_prompt)
+    res = compare_samplers(cfg, a.repeats, list(dict.fromkeys(a.precision)), per_prompt=not a.no_per_prompt,
+                           vllm=a.vllm)
     for prec, table in res.items():
         print(f"\n{prec}:\n\n" + format_sampler_table(table))
     if a.json_out:

@@ -331,3 +331,22 @@ def test_vllm_serves_the_model_a_fit_exported(in_tmp):
     for ids, got in zip(prompts, generated):
         greedy = model.generate(torch.tensor([ids]), max_new_tokens=12, do_sample=False, pad_token_id=tok.pad_token_id)
         assert tok.decode(greedy[0, len(ids):], skip_special_tokens=True) == tok.decode(got, skip_special_tokens=True)
+
+
+def test_bench_sampler_measures_vllm_beside_hf(tmp_path):
+    """``benchmarks/bench_sampler.py --vllm`` (its own process: one engine per process) times
+    VLLMSampler beside HFSampler and generate on the same prompts, and refuses two precisions."""
+    script = str(REPO / "benchmarks/bench_sampler.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    base = [sys.executable, script, "--model", "countdown-tiny", "--prompts", "2", "--group-size", "2",
+            "--max-new-tokens", "8", "--repeats", "1", "--no-per-prompt", "--vllm"]
+    out = tmp_path / "sampler.json"
+    proc = subprocess.run([*base, "--precision", "fp32", "--json-out", str(out)], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sides = json.loads(out.read_text())["fp32"]
+    assert set(sides) == {"generate, one batched call", "lit_alpha HFSampler", "lit_alpha VLLMSampler"}
+    assert all(s["tok_per_s"] > 0 and 0 < s["completion_len"] <= 8 for s in sides.values())
+    assert "| lit_alpha VLLMSampler |" in proc.stdout
+    two = subprocess.run([*base, "--precision", "fp32", "bf16"], capture_output=True, text=True, env=env, timeout=900)
+    assert two.returncode != 0 and "--vllm: give one --precision" in two.stderr
