@@ -90,7 +90,7 @@ SIDES = ("generate, one call per prompt", "generate, one batched call", "lit_alp
 
 def precision_context(precision: str):
     """``fp32``: nothing; ``bf16``: CPU autocast to bf16 (weight-cast cache on), the context the trainer's
-    rollout samples in under ``bf16-mixed`` (``lit_alpha.precision.rollout_context``); both sides get it."""
+    rollout samples in under ``bf16-mixed`` (``lit_alpha.training.precision.rollout_context``); both sides get it."""
     import contextlib
 
     import torch

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lit_alpha.__main__ import main
-from lit_alpha.commands import LIGHTNING, OTHERS, one_line
+from lit_alpha.cli.lightning import main
+from lit_alpha.cli.commands import LIGHTNING, OTHERS, one_line
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import transformers
 
-from lit_alpha.pretrain import (
+from lit_alpha.tasks.countdown.pretrain import (
     ALPHABET,
     EMBEDDED_DIR,
     build_tokenizer,

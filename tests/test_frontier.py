@@ -12,10 +12,10 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lit_alpha import evaluate as ev
-from lit_alpha import frontier as fr
-from lit_alpha import sweep
-from lit_alpha.metrics.guesser import random_guesser_pass_at_k
+from lit_alpha.analysis import evaluate as ev
+from lit_alpha.analysis import frontier as fr
+from lit_alpha.analysis import sweep
+from lit_alpha.tasks.countdown.guesser import random_guesser_pass_at_k
 from lit_alpha.metrics.pass_at_k import pass_at_k
 from lit_alpha.tasks.countdown import CountdownTask
 
@@ -311,7 +311,7 @@ def test_notebook_runs_top_to_bottom(in_tmp, monkeypatch):
 @pytest.mark.slow
 def test_evaluate_last_checkpoint_of_a_trained_run(in_tmp, random_model_dir):
     """fit (as the sweep does) → evaluate --ckpt_path last attaches the tables to that very run."""
-    from lit_alpha.__main__ import main as cli_main
+    from lit_alpha.cli.lightning import main as cli_main
 
     small = ["--config", str(REPO / "configs/a05.yaml"), "--model.model", str(random_model_dir),
              "--data.task.init_args.num_val", "3", "--data.val_samples", "2", "--data.prompts_per_step", "2",

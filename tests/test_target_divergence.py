@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO
-from lit_alpha import evaluate as ev
+from lit_alpha.analysis import evaluate as ev
 from lit_alpha.metrics.target import problem_divergences, sequence_logprobs
 
 
@@ -95,7 +95,7 @@ def test_evaluate_logs_divergence_to_target(in_tmp):
 
 
 def test_frontier_reports_divergence_with_bootstrap_interval(tmp_path):
-    from lit_alpha import frontier as fr
+    from lit_alpha.analysis import frontier as fr
     from lit_alpha.tasks.countdown import CountdownTask
 
     records = CountdownTask(num_val=6).problems("val")

@@ -9,7 +9,7 @@ from mlflow.tracking import MlflowClient
 
 START = """
 import sys
-from lit_alpha.tracking import MLflowLogger
+from lit_alpha.training.tracking import MLflowLogger
 logger = MLflowLogger(experiment_name="race", run_name=sys.argv[1])
 logger.log_metrics({"x": 1.0}, step=0)
 logger.finalize("success")

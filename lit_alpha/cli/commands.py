@@ -1,7 +1,7 @@
 """Every command of ``python -m lit_alpha <command>``, and the conventions they share.
 
-``fit``, ``validate`` and ``test`` are LightningCLI subcommands (:mod:`lit_alpha.__main__`); the
-others are dispatched here to their module's ``main(argv)``. ``python -m lit_alpha.evaluate`` (and
+``fit``, ``validate`` and ``test`` are LightningCLI subcommands (:mod:`lit_alpha.cli.lightning`); the
+others are dispatched here to their module's ``main(argv)``. ``python -m lit_alpha.analysis.evaluate`` (and
 ``.sweep``, ``.frontier``, ``.export``, ``.pretrain``, ``.convert``) still work: the same ``main``.
 Bad input ends in one line ``error: <field>: ...`` on stderr and exit code 2 everywhere.
 """
@@ -20,12 +20,12 @@ LIGHTNING = {
     "test": "pass@k of a checkpoint (or of the base model) on the test split",
 }
 OTHERS = {  # command: (module, summary)
-    "evaluate": ("lit_alpha.evaluate", "many samples per problem: per-problem tables, pass@k up to n, diversity"),
-    "sweep": ("lit_alpha.sweep", "configs x seeds into one MLflow experiment, each run evaluated"),
-    "frontier": ("lit_alpha.frontier", "the precision-coverage frontier of an experiment: PNGs, tables, tests"),
-    "export": ("lit_alpha.export", "a checkpoint's policy in Hugging Face format (LoRA: merged or adapters)"),
-    "pretrain": ("lit_alpha.pretrain", "rebuild the embedded base model countdown-tiny from scratch"),
-    "convert": ("lit_alpha.convert", "a GGUF file (SmolLM2-135M-Instruct) to a Hugging Face model directory"),
+    "evaluate": ("lit_alpha.analysis.evaluate", "many samples per problem: per-problem tables, pass@k up to n, diversity"),
+    "sweep": ("lit_alpha.analysis.sweep", "configs x seeds into one MLflow experiment, each run evaluated"),
+    "frontier": ("lit_alpha.analysis.frontier", "the precision-coverage frontier of an experiment: PNGs, tables, tests"),
+    "export": ("lit_alpha.models.export", "a checkpoint's policy in Hugging Face format (LoRA: merged or adapters)"),
+    "pretrain": ("lit_alpha.tasks.countdown.pretrain", "rebuild the embedded base model countdown-tiny from scratch"),
+    "convert": ("lit_alpha.models.convert", "a GGUF file (SmolLM2-135M-Instruct) to a Hugging Face model directory"),
 }
 
 

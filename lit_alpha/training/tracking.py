@@ -48,7 +48,7 @@ def mlflow_metric_name(name: str) -> str:
 def prepare_sqlite_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
     """Create a sqlite store's tables and the experiment under a file lock.
 
-    Two runs started at once on a fresh store (``lit_alpha.sweep --jobs 2``, or a user's two
+    Two runs started at once on a fresh store (``lit_alpha.analysis.sweep --jobs 2``, or a user's two
     terminals) otherwise race in MLflow's schema migration ("Online migration expected to match one
     row") or in experiment creation (unique name). ``tracking_uri`` must be absolute.
     """
@@ -111,7 +111,7 @@ class MLflowLogger(MLFlowLogger):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         renamed = {mlflow_metric_name(k): v for k, v in metrics.items()}
         if self._last_logged == (step, renamed):
-            return  # the same step's metrics flushed twice (see lit_alpha.checkpoint.Checkpoint)
+            return  # the same step's metrics flushed twice (see lit_alpha.training.checkpoint.Checkpoint)
         self._last_logged = (step, dict(renamed))
         super().log_metrics(renamed, step)
 

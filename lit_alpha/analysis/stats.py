@@ -1,6 +1,6 @@
 """Statistics of the precision–coverage frontier: pass@k per problem, the random guesser, answer
 diversity, aligning and grouping runs, bootstrap over problems, the upper-right hull, difficulty
-transitions. Pure numpy; drawing and I/O live in :mod:`lit_alpha.frontier`.
+transitions. Pure numpy; drawing and I/O live in :mod:`lit_alpha.analysis.frontier`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def guesser_matrix(p: Sequence[float], ks: Sequence[int]) -> np.ndarray:
 
 def guesser_hit_probabilities(records: Iterable[Mapping[str, Any]]) -> np.ndarray:
     """Exact hit probability of the random guesser on each Countdown problem (``numbers``, ``target``)."""
-    from lit_alpha.metrics.guesser import exact_hit_probability, sampled_hit_probability
+    from lit_alpha.tasks.countdown.guesser import exact_hit_probability, sampled_hit_probability
 
     cache: dict[tuple, float] = {}
     out = []

@@ -164,7 +164,7 @@ class SaveModel(Callback):
                 if isinstance(logger, MLFlowLogger) and logger.run_id:
                     logger.experiment.log_artifacts(logger.run_id, str(out), MODEL_DIR)
             print(f"model: {out} (MLflow artifact {MODEL_DIR}/)", file=sys.stderr)
-        trainer.strategy.barrier("lit_alpha.export")
+        trainer.strategy.barrier("lit_alpha.models.export")
 
 
 # -- python -m lit_alpha export ------------------------------------------------------------
@@ -180,7 +180,7 @@ def parse_bool(text: str) -> bool:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m lit_alpha export``: a checkpoint's policy in Hugging Face format."""
-    from lit_alpha.commands import ArgParser
+    from lit_alpha.cli.commands import ArgParser
 
     parser = ArgParser(prog="python -m lit_alpha export", description=__doc__.split("\n\n")[0],
                        epilog="Other arguments (--model.*, --data.*, --trainer.*) are config overrides "
@@ -203,9 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _export(args: argparse.Namespace, overrides: list[str]) -> int:
-    from lit_alpha.checkpoint import find_resume
-    from lit_alpha.evaluate import _build, _logger_settings, load_checkpoint
-    from lit_alpha.tracking import normalize_tracking_uri
+    from lit_alpha.training.checkpoint import find_resume
+    from lit_alpha.analysis.evaluate import _build, _logger_settings, load_checkpoint
+    from lit_alpha.training.tracking import normalize_tracking_uri
 
     if args.ckpt_path != "last" and not Path(args.ckpt_path).is_file():  # before building anything
         raise ValueError(f"ckpt_path: {args.ckpt_path!r} is not a checkpoint file")

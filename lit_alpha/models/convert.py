@@ -56,7 +56,7 @@ def convert(gguf: Path, out: Path, dtype: str = "float32") -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from lit_alpha.commands import ArgParser
+    from lit_alpha.cli.commands import ArgParser
 
     parser = ArgParser(prog="python -m lit_alpha convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("--gguf", type=Path, default=None,

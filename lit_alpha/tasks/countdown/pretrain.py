@@ -36,13 +36,13 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
-from lit_alpha.tasks.countdown import CountdownTask, all_expressions, random_expression
+from lit_alpha.tasks.countdown.task import CountdownTask, all_expressions, random_expression
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 ALPHABET = "0123456789 +-*/()|="
 """Every character a Countdown prompt or attempt uses; each is one token."""
 
-EMBEDDED_DIR = Path(__file__).parent / "assets" / "countdown-tiny"
+EMBEDDED_DIR = Path(__file__).resolve().parents[2] / "assets" / "countdown-tiny"
 """Where the shipped base model lives (the default model of ``fit``)."""
 
 
@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> None:
 
     class Parser(ArgumentParser):  # the CLI's one-line error convention
         def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
-            from lit_alpha.commands import one_line
+            from lit_alpha.cli.commands import one_line
 
             print(f"error: {one_line(message)}\n(all options: python -m lit_alpha pretrain --help)", file=sys.stderr)
             raise SystemExit(2)

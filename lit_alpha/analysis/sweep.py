@@ -1,0 +1,193 @@
+"""Run a sweep of configs × seeds into one MLflow experiment, evaluate every run, draw the frontier.
+
+``python -m lit_alpha sweep configs/a*.yaml configs/grpo*.yaml configs/rft.yaml --seeds 0 1 2
+[--experiment frontier] [--n 256] [--splits val train] [--jobs 2] [--frontier] [-- extra overrides]``
+
+For each config C and seed S (``--jobs J`` runs J of these chains at once, each logging to
+``<frontier_out>/logs/<run>.log``; the default 1 runs them one after another in the terminal):
+
+1. ``python -m lit_alpha fit --config C --seed_everything S --data.seed S`` into ``--experiment``
+   with run name ``<C stem>-s<S>`` (skipped when a FINISHED run of that name exists; an unfinished
+   one with a checkpoint is resumed with ``--ckpt_path last``);
+2. ``python -m lit_alpha evaluate --config C --ckpt_path last --run_name <C stem>-s<S> --n N
+   --split ...``: the per-problem tables go into that run (skipped when it already has them).
+
+The base model is evaluated once first as run ``base`` (``--no_base`` skips it). Extra arguments
+after ``--`` are passed to both ``fit`` and ``evaluate`` (e.g. ``--trainer.max_steps 50``).
+The sweep is resumable: run the same command again after an interruption (or a failed run: the
+other runs go on). ``--dry_run`` prints
+the commands. ``--frontier`` runs :mod:`lit_alpha.analysis.frontier` on the experiment at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Sequence
+
+from lit_alpha.analysis.frontier import EVAL_ARTIFACT_DIR
+
+
+def run_name(config: str | Path, seed: int) -> str:
+    return f"{Path(config).stem}-s{seed}"
+
+
+class Store:
+    """What the experiment already holds (by run name), to skip finished work."""
+
+    def __init__(self, tracking_uri: str, experiment: str) -> None:
+        self.tracking_uri, self.experiment = tracking_uri, experiment
+
+    def _client(self):
+        from mlflow.tracking import MlflowClient
+
+        from lit_alpha.training.tracking import normalize_tracking_uri
+
+        uri = normalize_tracking_uri(self.tracking_uri)
+        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+            return None
+        return MlflowClient(uri)
+
+    def runs(self, name: str) -> list:
+        client = self._client()
+        exp = client.get_experiment_by_name(self.experiment) if client is not None else None
+        if exp is None:
+            return []
+        query = "attributes.run_name = '{}'".format(name.replace("'", "\\'"))
+        return client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"])
+
+    def finished(self, name: str) -> bool:
+        return any(r.info.status == "FINISHED" for r in self.runs(name))
+
+    def started(self, name: str) -> bool:
+        return bool(self.runs(name))
+
+    def evaluated(self, name: str, splits: Sequence[str]) -> bool:
+        client = self._client()
+        for r in self.runs(name):
+            have = {a.path for a in client.list_artifacts(r.info.run_id, EVAL_ARTIFACT_DIR)}
+            if all(f"{EVAL_ARTIFACT_DIR}/eval_{s}.jsonl" in have for s in splits):
+                return True
+        return False
+
+
+def plan(configs: Sequence[str], seeds: Sequence[int], experiment: str, n: int, splits: Sequence[str],
+         extra: Sequence[str], store: Store | None, base: bool = True, python: str = sys.executable,
+         eval_args: Sequence[str] = ()) -> list[tuple[str, list[str]]]:
+    """The commands still to run, as ``(description, argv)``, in order."""
+    exp_args = ["--trainer.logger.init_args.experiment_name", experiment]
+    evaluate = [python, "-m", "lit_alpha", "evaluate", "--n", str(n), "--split", *splits, *eval_args]
+    steps: list[tuple[str, list[str]]] = []
+    if base and configs and not (store and store.evaluated("base", splits)):
+        steps.append(("evaluate base", [*evaluate, "--config", str(configs[0]), "--run_name", "base",
+                                        *exp_args, *extra]))
+    for config in configs:
+        for seed in seeds:
+            name = run_name(config, seed)
+            if not (store and store.finished(name)):
+                fit = [python, "-m", "lit_alpha", "fit", "--config", str(config), "--seed_everything", str(seed),
+                       "--data.seed", str(seed), *exp_args, "--trainer.logger.init_args.run_name", name, *extra]
+                if store and store.started(name):
+                    fit += ["--ckpt_path", "last"]
+                steps.append((f"fit {name}", fit))
+            if not (store and store.evaluated(name, splits)):
+                steps.append((f"evaluate {name}", [*evaluate, "--config", str(config), "--ckpt_path", "last",
+                                                   "--run_name", name, "--data.seed", str(seed), *exp_args, *extra]))
+    return steps
+
+
+def chains(steps: Sequence[tuple[str, list[str]]]) -> list[list[tuple[str, list[str]]]]:
+    """Group the steps by run (``fit X`` then ``evaluate X``): runs are independent, a run's steps are not."""
+    by_run: dict[str, list[tuple[str, list[str]]]] = {}
+    for what, cmd in steps:
+        by_run.setdefault(what.split(" ", 1)[1], []).append((what, cmd))
+    return list(by_run.values())
+
+
+def _run_chain(chain: list[tuple[str, list[str]]], log_dir: Path | None, total: int, index: dict[str, int]) -> int:
+    for what, cmd in chain:
+        tag = f"[{index[what]}/{total}] {what}"
+        if log_dir is None:
+            print(f"{tag}: {shlex.join(cmd)}", flush=True)
+            code = subprocess.call(cmd)
+        else:
+            log = log_dir / f"{what.split(' ', 1)[1]}.log"
+            start = time.monotonic()
+            print(f"{tag}: started (log: {log})", flush=True)
+            with open(log, "a") as out:
+                out.write(f"$ {shlex.join(cmd)}\n")
+                out.flush()
+                code = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)
+            print(f"{tag}: exit {code} after {time.monotonic() - start:.0f} s", flush=True)
+        if code != 0:
+            print(f"error: {tag} failed with exit code {code}; run the same sweep command again to resume",
+                  file=sys.stderr)
+            return code
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from lit_alpha.cli.commands import ArgParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    parser = ArgParser(prog="python -m lit_alpha sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("configs", nargs="+", help="config files (shell globs are expanded by the shell)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--experiment", default="frontier", help="MLflow experiment of the whole sweep")
+    parser.add_argument("--tracking_uri", default="sqlite:///mlruns/mlflow.db",
+                        help="where to look for finished runs (must match the configs' logger)")
+    parser.add_argument("--n", type=int, default=256, help="evaluation samples per problem")
+    parser.add_argument("--splits", nargs="+", default=["val", "train"], choices=["val", "test", "train"])
+    parser.add_argument("--num_problems", type=int, default=None, help="evaluate only the first N problems")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained/evaluated at once (each run's model.num_threads threads)")
+    parser.add_argument("--no_base", action="store_true", help="do not evaluate the base model")
+    parser.add_argument("--frontier", action="store_true", help="draw the frontier at the end")
+    parser.add_argument("--frontier_out", default="frontier", help="--out of python -m lit_alpha frontier")
+    parser.add_argument("--dry_run", action="store_true", help="print the commands only")
+    args = parser.parse_args(argv)
+    for config in args.configs:
+        if not Path(config).is_file():
+            print(f"error: config {config!r} is not a file", file=sys.stderr)
+            return 2
+    if args.jobs < 1:
+        print(f"error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
+        return 2
+    eval_args = [] if args.num_problems is None else ["--num_problems", str(args.num_problems)]
+    store = Store(args.tracking_uri, args.experiment)
+    steps = plan(args.configs, args.seeds, args.experiment, args.n, args.splits, extra, store,
+                 base=not args.no_base, eval_args=eval_args)
+    final = [("frontier", [sys.executable, "-m", "lit_alpha", "frontier", "--experiment", args.experiment,
+                           "--tracking_uri", args.tracking_uri, "--splits", *args.splits,
+                           "--out", args.frontier_out, "--group_seeds"])] if args.frontier else []
+    total = len(steps) + len(final)
+    index = {what: i for i, (what, _) in enumerate([*steps, *final], 1)}
+    if not steps:
+        print("nothing to do: every run is trained and evaluated")
+    if args.dry_run:
+        for what, cmd in [*steps, *final]:
+            print(f"[{index[what]}/{total}] {what}: {shlex.join(cmd)}", flush=True)
+        return 0
+    log_dir = None
+    if args.jobs > 1:
+        log_dir = Path(args.frontier_out) / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        codes = list(pool.map(lambda c: _run_chain(c, log_dir, total, index), chains(steps)))
+    failed = [c for c in codes if c != 0]
+    if failed:
+        return failed[0]
+    return _run_chain(final, None, total, index)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
