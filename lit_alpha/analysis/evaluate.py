@@ -43,8 +43,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from lit_alpha.metrics.target import target_divergences
-from lit_alpha.analysis.frontier import (EVAL_ARTIFACT_DIR, KIND_TAG, TARGET_COLUMNS, default_ks, pass_at_k_per_problem,
-                                shannon_entropy, simpson_index)
+from lit_alpha.analysis.frontier import EVAL_ARTIFACT_DIR, KIND_TAG
+from lit_alpha.analysis.stats import TARGET_COLUMNS, read_table, shannon_entropy, simpson_index
+from lit_alpha.metrics.pass_at_k import default_ks, pass_at_k_per_problem
 from lit_alpha.verifiers.base import is_correct
 
 INVALID = "<invalid>"
@@ -344,7 +345,7 @@ def _run_alpha(module) -> float | None:
 
 def _target_rows(args: argparse.Namespace, client, settings, split: str, rows, ckpt) -> list | None:
     """The table whose correct samples are samples of the target (None: no divergence columns)."""
-    from lit_alpha.analysis.frontier import load_tables, read_table
+    from lit_alpha.analysis.frontier import load_tables
 
     spec = str(args.target)
     if spec.lower() == "none":

@@ -1,12 +1,12 @@
 """Statistics of the precision–coverage frontier: pass@k per problem, the random guesser, answer
 diversity, aligning and grouping runs, bootstrap over problems, the upper-right hull, difficulty
-transitions. Pure numpy; drawing and I/O live in :mod:`lit_alpha.analysis.frontier`.
+transitions. Pure numpy: the analysis of one split is :mod:`lit_alpha.analysis.tables`, figures
+:mod:`lit_alpha.analysis.figures`, files and MLflow :mod:`lit_alpha.analysis.frontier`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,36 +14,11 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from lit_alpha.metrics.pass_at_k import default_ks, pass_at_k_per_problem  # noqa: F401 - re-exported
+
 GUESSER = "random guesser"
 BIN_NAMES = ("unsolved", "hard", "medium", "easy")
 DEFAULT_BIN_EDGES = (0.25, 0.75)  # hard ≤ 0.25 < medium ≤ 0.75 < easy; unsolved is c = 0
-
-def default_ks(n: int) -> list[int]:
-    """1, 2, 4, …, up to n (and n itself)."""
-    ks, k = [], 1
-    while k < n:
-        ks.append(k)
-        k *= 2
-    return ks + [int(n)]
-
-
-def pass_at_k_per_problem(n: Sequence[int], c: Sequence[int], k: int) -> np.ndarray:
-    """Unbiased pass@k of each problem, ``1 − C(n−c,k)/C(n,k)``, computed in log space.  [P] float64"""
-    n = np.asarray(n, dtype=np.int64)
-    c = np.asarray(c, dtype=np.int64)
-    if np.any(c < 0) or np.any(c > n):
-        raise ValueError("every problem needs 0 <= c <= n")
-    if np.any(n < k):
-        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got min {int(n.min())}")
-    out = np.ones(n.shape, dtype=np.float64)
-    some_wrong = (n - c) >= k
-    nn, cc = n[some_wrong].astype(np.float64), c[some_wrong].astype(np.float64)
-    lg = np.vectorize(math.lgamma, otypes=[np.float64])
-    if nn.size:
-        log_ratio = lg(nn - cc + 1) - lg(nn - cc - k + 1) - lg(nn + 1) + lg(nn - k + 1)
-        out[some_wrong] = -np.expm1(log_ratio)
-    return np.clip(out, 0.0, 1.0)
-
 
 def pass_at_k_matrix(n: Sequence[int], c: Sequence[int], ks: Sequence[int]) -> np.ndarray:
     """Per-problem pass@k for every k.  [P, K]"""
@@ -220,15 +195,10 @@ def guesser_run(template: RunResult) -> RunResult | None:
                      hit_p=guesser_hit_probabilities(template.records))
 
 
-def run_matrix(run: RunResult, ks: Sequence[int]) -> np.ndarray:
-    """Per-problem pass@k of a run (the guesser's in closed form).  [P, K]"""
-    return run.matrix(ks)
-
-
 # -- curves and bootstrap -----------------------------------------------------------------
 def pass_at_k_curve(run: RunResult, ks: Sequence[int]) -> np.ndarray:
     """Mean pass@k over problems for each k.  [K]"""
-    return run_matrix(run, ks).mean(axis=0)
+    return run.matrix(ks).mean(axis=0)
 
 
 def bootstrap_indices(num_problems: int, num_boot: int = 1000, seed: int = 0) -> np.ndarray:
@@ -251,7 +221,7 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.nd
 
 def curve_with_band(run: RunResult, ks: Sequence[int], idx: np.ndarray, level: float = 0.95):
     """(mean curve, lower band, upper band) of pass@k over k, bootstrapped over problems."""
-    m = run_matrix(run, ks)
+    m = run.matrix(ks)
     low, high = percentile_interval(bootstrap_means(m, idx), level)
     return m.mean(axis=0), low, high
 
@@ -296,7 +266,7 @@ def significance_table(runs: Sequence[RunResult], ks: Sequence[int], idx: np.nda
     """Paired-bootstrap differences of pass@k for each k in ``ks``: every run against ``reference``
     (if given), else every pair of runs. Runs must be aligned (:func:`align`)."""
     names = [r.name for r in runs]
-    mats = {r.name: run_matrix(r, ks) for r in runs}
+    mats = {r.name: r.matrix(ks) for r in runs}
     if reference is not None:
         if reference not in mats:
             raise ValueError(f"reference run {reference!r} not among {names}")
@@ -377,5 +347,3 @@ def format_transition(table: np.ndarray, base: str, tuned: str) -> str:
     lines.append(f"{'total':<{width + 10}}" + "".join(f"{v:>{width}d}" for v in table.sum(0)) + f"{table.sum():>{width}d}")
     return "\n".join(lines)
 
-
-# -- the whole analysis -------------------------------------------------------------------

@@ -44,22 +44,16 @@ class Store:
         self.tracking_uri, self.experiment = tracking_uri, experiment
 
     def _client(self):
-        from mlflow.tracking import MlflowClient
+        from lit_alpha.training.tracking import store_client
 
-        from lit_alpha.training.tracking import normalize_tracking_uri
-
-        uri = normalize_tracking_uri(self.tracking_uri)
-        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-            return None
-        return MlflowClient(uri)
+        return store_client(self.tracking_uri, create=False)
 
     def runs(self, name: str) -> list:
+        from lit_alpha.training.tracking import runs_named
+
         client = self._client()
         exp = client.get_experiment_by_name(self.experiment) if client is not None else None
-        if exp is None:
-            return []
-        query = "attributes.run_name = '{}'".format(name.replace("'", "\\'"))
-        return client.search_runs([exp.experiment_id], filter_string=query, order_by=["attributes.start_time DESC"])
+        return [] if exp is None else runs_named(client, exp.experiment_id, name)
 
     def finished(self, name: str) -> bool:
         return any(r.info.status == "FINISHED" for r in self.runs(name))

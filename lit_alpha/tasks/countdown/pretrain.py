@@ -36,6 +36,7 @@ from typing import Literal, Sequence
 import numpy as np
 import torch
 
+from lit_alpha.metrics.pass_at_k import pass_at_k_per_problem
 from lit_alpha.tasks.countdown.task import CountdownTask, all_expressions, random_expression
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
@@ -155,13 +156,6 @@ def encode_batch(tok, prompts: list[str], attempts: list[str]) -> tuple[torch.Te
 
 # --------------------------------------------------------------------------- evaluation
 
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k = 1 - C(n-c, k) / C(n, k)."""
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
 @torch.no_grad()
 def evaluate_model(
     model, tok, task: CountdownTask, records, n: int, batch_prompts: int, seed: int,
@@ -189,7 +183,8 @@ def evaluate_model(
             for i, r in enumerate(chunk):
                 verdicts = task.verifier.verify_batch([r] * n, texts[i * n : (i + 1) * n])
                 counts[r["id"]] = sum(v.correct for v in verdicts)
-    result = {f"pass@{k}": float(np.mean([pass_at_k(n, c, k) for c in counts.values()])) for k in ks if k <= n}
+    c = list(counts.values())
+    result = {f"pass@{k}": float(pass_at_k_per_problem([n] * len(c), c, k).mean()) for k in ks if k <= n}
     result["eos_rate"] = ended / (n * len(records))
     model.train()
     return result
