@@ -101,7 +101,7 @@ def test_export_errors_are_one_line(in_tmp: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--config", A05, "--ckpt_path", "x.ckpt", "--out", "x", "--merge", "maybe"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("error: --merge: expected true or false, got 'maybe'")
+    assert capsys.readouterr().err.startswith("error: merge: Expected a <class 'bool'>. Got value: maybe")
 
 
 def test_lora_export_merged_equals_adapters_on(in_tmp: Path) -> None:

@@ -38,9 +38,10 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
 import numpy as np
+from jsonargparse.typing import PositiveInt
 
 from lit_alpha.metrics.target import target_divergences
 from lit_alpha.analysis.frontier import EVAL_ARTIFACT_DIR, KIND_TAG
@@ -198,41 +199,41 @@ def _run_of_checkpoint(client, experiment_id: str, ckpt: Path) -> str | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from lit_alpha.cli.commands import ArgParser
+Split = Literal["val", "test", "train"]
 
-    parser = ArgParser(
-        prog="python -m lit_alpha evaluate", description=__doc__.split("\n\n")[0],
-        epilog="Other arguments (--model.*, --data.*, --trainer.*) are config overrides.")
-    parser.add_argument("--config", action="append", required=True, help="the run's config file(s)")
-    parser.add_argument("--ckpt_path", default=None,
-                        help="checkpoint to evaluate; 'last': newest of the latest run of this name; none: the base model")
-    parser.add_argument("--split", nargs="+", default=["val"], choices=["val", "test", "train"])
-    parser.add_argument("--n", type=int, default=256, help="samples per problem")
-    parser.add_argument("--num_problems", type=int, default=None, help="only the first N problems of the split")
-    parser.add_argument("--problems_per_batch", type=int, default=1,
-                        help="problems sampled together (1: n rows per forward; fastest for the tiny model on CPU, "
-                             "and each problem's random numbers then depend on its index only)")
-    parser.add_argument("--eval_seed", type=int, default=0, help="seeds the evaluation samples")
-    parser.add_argument("--run_id", default=None, help="log into this MLflow run")
-    parser.add_argument("--run_name", default=None, help="run name (default: base, or the config's run)")
-    parser.add_argument("--experiment", default=None, help="MLflow experiment (default: the config's)")
-    parser.add_argument("--out", default=None, help="directory for the table files (default: a temp dir when "
-                                                       "logging to MLflow, else eval/)")
-    parser.add_argument("--no_mlflow", action="store_true", help="only write the files")
-    parser.add_argument("--target", default="base",
-                        help="samples of the target p ∝ π_base·v for the divergence columns: the name of the run "
-                             "whose eval table of the same split holds the base model's correct samples (default "
-                             "'base'; evaluating the base model itself uses its own samples), a path to such an "
-                             "eval_<split>.jsonl, or 'none'")
-    parser.add_argument("--alpha", type=float, default=None,
-                        help="α of the reported α-divergence to the target (default: the run's α-DPG α, if constant)")
-    args, overrides = parser.parse_known_args(argv)
-    if args.n < 1 or args.problems_per_batch < 1:
-        print("error: --n and --problems_per_batch must be >= 1", file=sys.stderr)
-        return 2
+
+def evaluate(config: list[str], ckpt_path: str | None = None, split: list[Split] = ["val"],  # noqa: B006
+             n: PositiveInt = 256, num_problems: PositiveInt | None = None, problems_per_batch: PositiveInt = 1,
+             eval_seed: int = 0, run_id: str | None = None, run_name: str | None = None,
+             experiment: str | None = None, out: str | None = None, no_mlflow: bool = False,
+             target: str = "base", alpha: float | None = None, overrides: Sequence[str] = ()) -> int:
+    """Evaluate a checkpoint (or the base model) with many samples per problem; keep per-problem counts.
+
+    Other arguments (--model.*, --data.*, --trainer.*) are overrides of the run's config.
+
+    Args:
+        config: the run's config file(s) (--config A --config B, as for fit)
+        ckpt_path: checkpoint to evaluate; 'last': newest of the latest run of this name; none: the base model
+        split: the splits to evaluate
+        n: samples per problem
+        num_problems: only the first N problems of the split
+        problems_per_batch: problems sampled together (1: n rows per forward; fastest for the tiny model on
+            CPU, and each problem's random numbers then depend on its index only)
+        eval_seed: seeds the evaluation samples
+        run_id: log into this MLflow run
+        run_name: run name (default: base, or the config's run)
+        experiment: MLflow experiment (default: the config's)
+        out: directory for the table files (default: a temp dir when logging to MLflow, else eval/)
+        no_mlflow: only write the files
+        target: samples of the target p ∝ π_base·v for the divergence columns: the name of the run whose
+            eval table of the same split holds the base model's correct samples (default 'base'; evaluating
+            the base model itself uses its own samples), a path to such an eval_<split>.jsonl, or 'none'
+        alpha: α of the reported α-divergence to the target (default: the run's α-DPG α, if constant)
+        overrides: run config overrides (``--model.x v`` ...)
+    """
+    args = argparse.Namespace(**{k: v for k, v in locals().items() if k != "overrides"})
     try:
-        return _evaluate(args, overrides)
+        return _evaluate(args, list(overrides))
     except Exception as err:  # noqa: BLE001 - one line, unless debugging
         if os.environ.get("LIT_ALPHA_DEBUG", "") not in ("", "0"):
             raise
@@ -240,11 +241,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def run_config_args(config: Sequence[str], overrides: Sequence[str], experiment: str | None = None) -> list[str]:
+    """The run's LightningCLI arguments: ``--config`` files, then the overrides."""
+    args = [a for c in config for a in ("--config", c)] + list(overrides)
+    return args + (["--trainer.logger.init_args.experiment_name", experiment] if experiment else [])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lit_alpha evaluate``: :func:`evaluate` from the command line (``--print_config``: the
+    resolved run config)."""
+    from lit_alpha.cli.commands import parse_command
+
+    kwargs, overrides = parse_command(evaluate, argv, "python -m lit_alpha evaluate", run_config=True,
+                                      append=["config"])
+    if kwargs.pop("print_config"):
+        _build(run_config_args(kwargs["config"], overrides, kwargs["experiment"]) + ["--print_config"])
+        return 0
+    return evaluate(**kwargs, overrides=overrides)
+
+
 def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
-    config_args = [a for c in args.config for a in ("--config", c)] + overrides
-    if args.experiment:
-        config_args += ["--trainer.logger.init_args.experiment_name", args.experiment]
-    cli, module, dm = _build(config_args)
+    cli, module, dm = _build(run_config_args(args.config, overrides, args.experiment))
     try:
         return _run_evaluation(args, cli, module, dm)
     finally:

