@@ -97,9 +97,26 @@ def test_bootstrap_is_seeded():
 def test_bootstrap_interval_of_a_known_mean():
     # 100 problems, half always solved, half never: pass@1 = 0.5, standard error 0.05
     values = np.array([1.0] * 50 + [0.0] * 50)
-    idx = st.bootstrap_indices(100, 4000, seed=0)
-    low, high = st.percentile_interval(st.bootstrap_means(values, idx))
+    low, high = st.Bootstrap(100, 4000, seed=0).interval(values)
+    idx = st.bootstrap_indices(100, 4000, seed=0)  # scipy's resamples are these: the same interval by hand
+    np.testing.assert_allclose([low, high], np.quantile(st.bootstrap_means(values, idx), [0.025, 0.975]), atol=1e-12)
     assert abs(low - (0.5 - 1.96 * 0.05)) < 0.015 and abs(high - (0.5 + 1.96 * 0.05)) < 0.015
+
+
+def test_scipy_intervals_use_the_shared_resamples():
+    """scipy.stats.bootstrap draws exactly Bootstrap.indices: every run's interval and every paired
+    difference sees the same resampled problems (and the hull band, computed by hand, too)."""
+    rng = np.random.default_rng(2)
+    a, b = rng.random(40), rng.random(40)
+    boot = st.Bootstrap(40, 300, seed=2, level=0.9)
+    d = (a - b)[boot.indices].mean(axis=1)  # [B]
+    diff, low, high, p = st.paired_bootstrap(a, b, boot)
+    np.testing.assert_allclose([diff, low, high], [(a - b).mean(), *np.quantile(d, [0.05, 0.95])], atol=1e-12)
+    assert p == pytest.approx(min(1.0, 2 * min((d < 0).mean(), (d > 0).mean())))
+    m = np.stack([a, b], axis=1)  # [P, 2]
+    low2, high2 = boot.interval(m)
+    np.testing.assert_allclose(np.stack([low2, high2]), np.quantile(m[boot.indices].mean(axis=1), [0.05, 0.95], axis=0),
+                               atol=1e-12)
 
 
 def test_paired_bootstrap_identical_runs_are_not_different():
@@ -107,8 +124,7 @@ def test_paired_bootstrap_identical_runs_are_not_different():
     n = np.full(60, 16)
     c = rng.integers(0, 17, size=60)
     a, b = _run("a", n, c), _run("b", n, c)
-    idx = st.bootstrap_indices(60, 500, seed=0)
-    (row1, row16) = st.significance_table([a, b], [1, 16], idx)
+    (row1, row16) = st.significance_table([a, b], [1, 16], st.Bootstrap(60, 500, seed=0))
     for row in (row1, row16):
         assert row.diff == 0 and row.low <= 0 <= row.high and row.p_value == 1.0 and not row.significant
 
@@ -118,13 +134,12 @@ def test_paired_bootstrap_a_run_that_solves_more_is_significant():
     c_b = np.array([0] * 20 + [4] * 20)
     c_a = np.array([8] * 20 + [4] * 20)  # solves the 20 problems b never solves, the same elsewhere
     a, b = _run("a", n, c_a), _run("b", n, c_b)
-    idx = st.bootstrap_indices(40, 1000, seed=0)
-    rows = {r.k: r for r in st.significance_table([a, b], [1, 8], idx, reference="b")}
+    rows = {r.k: r for r in st.significance_table([a, b], [1, 8], st.Bootstrap(40, 1000, seed=0), reference="b")}
     assert math.isclose(rows[1].diff, 0.5) and math.isclose(rows[8].diff, 0.5)
     for r in rows.values():
         assert r.a == "a" and r.b == "b" and r.significant and r.low > 0.3 and r.p_value < 0.01
     # pairing matters: a constant per-problem difference has a zero-width interval
-    diff, low, high, p = st.paired_bootstrap(np.full(30, 0.7), np.full(30, 0.5), st.bootstrap_indices(30, 100))
+    diff, low, high, p = st.paired_bootstrap(np.full(30, 0.7), np.full(30, 0.5), st.Bootstrap(30, 100))
     assert math.isclose(diff, 0.2) and math.isclose(low, 0.2) and math.isclose(high, 0.2) and p == 0.0
 
 

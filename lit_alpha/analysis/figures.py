@@ -62,7 +62,7 @@ def plot_frontier(analysis: Analysis, ax=None, title: str | None = None):
         ax.plot(grid, staircase(np.stack([hx, hy], 1), grid), color="k", lw=1.2, zorder=0,
                 label="upper-right hull")
         mats = [r.matrix([1, analysis.k]) for r in models]
-        low, high = hull_band(mats, analysis.idx, grid, analysis.level)
+        low, high = hull_band(mats, analysis.boot.indices, grid, analysis.level)
         ax.fill_between(grid, low, high, color="k", alpha=0.08, lw=0, label="hull bootstrap band")
     ax.set_xlabel("pass@1 (precision)")
     ax.set_ylabel(f"pass@{analysis.k} (coverage)")

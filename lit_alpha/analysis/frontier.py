@@ -9,9 +9,9 @@ re-sampled: every number below is a function of those counts.
 * pass@k per problem is the unbiased ``1 − C(n−c,k)/C(n,k)``; a run's curve is its mean over problems.
 * A *run* is one table; runs named ``<method>-s<seed>`` can be grouped (``group_seeds``): the
   group's per-problem pass@k is the mean over its seeds.
-* Bootstrap over problems: ``B`` resamples of problem indices drawn once from ``seed``; the same
-  resamples are used for every run, so differences between runs are *paired* (the problems are the
-  same, drawn jointly). Intervals are percentile intervals; the two-sided p-value of a difference
+* Bootstrap over problems (``scipy.stats.bootstrap``, percentile intervals): ``B`` resamples of problem
+  indices drawn from ``seed``; the same resamples are used for every run, so differences between runs
+  are *paired* (the problems are the same, drawn jointly). The two-sided p-value of a difference
   is ``2·min(P*(Δ < 0), P*(Δ > 0))`` over the resamples (ties at 0 count half; clipped to 1).
 * The upper-right hull is the set of non-dominated (pass@1, pass@k) points (no other point is at
   least as good in both and better in one), sorted by pass@1: the best coverage reachable at each
@@ -114,7 +114,7 @@ def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -
         plt.close(fig)
         files.append(out / name)
     text = [f"== {s}: {len(analysis.runs[0].problem_ids)} problems, k={analysis.k}, "
-            f"{analysis.idx.shape[0]} bootstrap resamples, {int(analysis.level * 100)}% intervals ==",
+            f"{analysis.boot.num_boot} bootstrap resamples, {int(analysis.level * 100)}% intervals ==",
             format_points(analysis)]
     curve_rows = [{"run": name, **{f"pass@{k}": float(v) for k, v in zip(analysis.ks, mean)}}
                   for name, (mean, _, _) in analysis.curves().items()]

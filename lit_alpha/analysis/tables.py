@@ -14,9 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from lit_alpha.analysis.stats import (GUESSER, TARGET_COLUMNS, PairedDifference, RunResult, align,
-                                      bootstrap_indices, bootstrap_means, curve_with_band, default_ks,
-                                      group_seeds, guesser_run, percentile_interval, significance_table,
+from lit_alpha.analysis.stats import (GUESSER, TARGET_COLUMNS, Bootstrap, PairedDifference, RunResult, align,
+                                      curve_with_band, default_ks, group_seeds, guesser_run, significance_table,
                                       transition_table, upper_right_hull)
 
 
@@ -26,12 +25,15 @@ class Analysis:
     runs: list[RunResult]  # aligned, guesser last if present
     ks: list[int]
     k: int
-    idx: np.ndarray
-    level: float
+    boot: Bootstrap  # the resamples of the problems every interval uses
     reference: str | None
 
+    @property
+    def level(self) -> float:
+        return self.boot.level
+
     def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        return {r.name: curve_with_band(r, self.ks, self.idx, self.level) for r in self.runs}
+        return {r.name: curve_with_band(r, self.ks, self.boot) for r in self.runs}
 
     def points(self) -> dict[str, tuple[float, float, float, float, float, float]]:
         """name → (pass@1, lo, hi, pass@k, lo, hi)."""
@@ -39,7 +41,7 @@ class Analysis:
         for r in self.runs:
             m = r.matrix([1, self.k])
             mean = m.mean(0)
-            lo, hi = percentile_interval(bootstrap_means(m, self.idx), self.level)
+            lo, hi = self.boot.interval(m)
             out[r.name] = (mean[0], lo[0], hi[0], mean[1], lo[1], hi[1])
         return out
 
@@ -54,7 +56,7 @@ class Analysis:
 
     def significance(self, all_pairs: bool = False) -> list[PairedDifference]:
         ref = None if all_pairs else self.reference
-        return significance_table(self.models(), sorted({1, self.k}), self.idx, ref, self.level)
+        return significance_table(self.models(), sorted({1, self.k}), self.boot, ref)
 
     def transitions(self) -> dict[str, np.ndarray]:
         if self.reference is None:
@@ -80,8 +82,7 @@ class Analysis:
                 v = r.diversity.get(col)
                 if v is None or not np.isfinite(v).any():
                     continue
-                boot = np.array([np.nanmean(v[i]) for i in self.idx])  # [B] over the same resamples
-                lo, hi = np.nanpercentile(boot, [50 * (1 - self.level), 50 * (1 + self.level)])
+                lo, hi = self.boot.interval(v, np.nanmean)  # mean over the problems the base solves
                 row.update({col: float(np.nanmean(v)), f"{col}_lo": float(lo), f"{col}_hi": float(hi)})
                 row.setdefault("problems", int(np.isfinite(v).sum()))
             if row:
@@ -112,34 +113,8 @@ def analyse(runs: Sequence[RunResult], split: str = "val", k: int | None = None,
     names = [r.name for r in runs]
     if reference is not None and reference not in names:
         reference = None
-    idx = bootstrap_indices(len(runs[0].problem_ids), num_boot, seed)
-    return Analysis(split, list(runs), ks, k, idx, level, reference)
-
-
-def analyse(runs: Sequence[RunResult], split: str = "val", k: int | None = None, num_boot: int = 1000,
-            seed: int = 0, level: float = 0.95, reference: str | None = "base", guesser: bool = True,
-            seeds_grouped: bool = False) -> Analysis:
-    """Align runs on their shared problems, choose ks (1, 2, 4, … up to the smallest n) and the
-    frontier's k (default: the smallest n), draw the bootstrap resamples once."""
-    if not runs:
-        raise ValueError("no runs to analyse")
-    runs = align(runs)
-    n_min = int(min(int(r.n.min()) for r in runs))
-    k = n_min if k is None else int(k)
-    if not 1 <= k <= n_min:
-        raise ValueError(f"k must be in [1, {n_min}] (the fewest samples per problem of any run), got {k}")
-    ks = sorted(set(default_ks(n_min)) | {k})
-    if seeds_grouped:
-        runs = group_seeds(runs)
-    if guesser:
-        g = guesser_run(runs[0])
-        if g is not None:
-            runs = list(runs) + [g]
-    names = [r.name for r in runs]
-    if reference is not None and reference not in names:
-        reference = None
-    idx = bootstrap_indices(len(runs[0].problem_ids), num_boot, seed)
-    return Analysis(split, list(runs), ks, k, idx, level, reference)
+    boot = Bootstrap(len(runs[0].problem_ids), num_boot, seed, level)
+    return Analysis(split, list(runs), ks, k, boot, reference)
 
 
 # -- tables as text -----------------------------------------------------------------------
