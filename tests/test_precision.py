@@ -1,4 +1,4 @@
-"""bf16 as the fast path (lit_alpha/precision.py): bf16-mixed keeps float32 master weights and the fused
+"""bf16 as the fast path (lit_alpha/training/precision.py): bf16-mixed keeps float32 master weights and the fused
 AdamW with the same clipped update, π_base stores bf16 linears with the very bits autocast uses, the
 log-softmax and entropy stay float32, the rollout's cached autocast sees every update, and the CLI
 picks bf16-mixed for pretrained models where the hardware has bf16 matmuls."""

@@ -1,4 +1,4 @@
-"""DecoderFSDP (lit_alpha/strategy.py) and mixed precision, on CPU.
+"""DecoderFSDP (lit_alpha/training/strategy.py) and mixed precision, on CPU.
 
 FSDP runs on CPU with gloo here (the strategy passes ``device_id=torch.device("cpu")``), so the sharding,
 the lock-stepped sampling and a 2-process fit through the CLI are tested with real processes. The GPU
