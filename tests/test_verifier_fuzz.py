@@ -24,6 +24,7 @@ from lit_alpha.verifiers.lean.dojo import LeanDojoVerifier
 from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier
 from lit_alpha.verifiers.lean.verifier import LeanVerifier
 from lit_alpha.verifiers.math_answer import MathAnswerVerifier
+from lit_alpha.verifiers.prefixed import PrefixedVerifier
 
 BOUND_S = 0.1  # per verdict; the Countdown verifier needs microseconds, this allows a loaded machine
 
@@ -81,13 +82,14 @@ own_task_records = st.one_of(
 RECORDS = {CountdownVerifier: countdown_records, MathAnswerVerifier: math_records,
            LeanVerifier: lean_records, KiminaLeanVerifier: lean_records,  # LeanVerifier(): no project, no Lean
            LeanDojoVerifier: lean_dojo_records,  # rules-only path: no repo given, so the Dojo is never entered
-           FunctionVerifier: own_task_records}
+           FunctionVerifier: own_task_records, PrefixedVerifier: countdown_records}
 
 # verifiers that need arguments to run here; the rest are built with cls()
 _refusing = socket.socket()  # a bound, never-listening loopback port: connections are refused at once
 _refusing.bind(("127.0.0.1", 0))
 OWN_REWARD = str(Path(__file__).resolve().parents[1] / "examples/own_task/reward.py") + ":reward"
 FACTORIES = {
+    PrefixedVerifier: lambda: PrefixedVerifier(CountdownVerifier(), "<answer>"),  # ChatTask's prefill
     FunctionVerifier: lambda: FunctionVerifier(OWN_REWARD),
     KiminaLeanVerifier: lambda: KiminaLeanVerifier(f"http://127.0.0.1:{_refusing.getsockname()[1]}", retries=0,
                                                    request_timeout_s=0.05),

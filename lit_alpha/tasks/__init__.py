@@ -1,9 +1,10 @@
 """Tasks: seeded problem sets with disjoint splits, a prompt format and a verifier."""
 
 from lit_alpha.tasks.base import Task
+from lit_alpha.tasks.chat import ChatTask
 from lit_alpha.tasks.countdown import CountdownTask
 from lit_alpha.tasks.lean import LeanTask
 from lit_alpha.tasks.math import MathTask
 from lit_alpha.tasks.prompts import PromptsTask
 
-__all__ = ["Task", "CountdownTask", "LeanTask", "MathTask", "PromptsTask"]
+__all__ = ["Task", "ChatTask", "CountdownTask", "LeanTask", "MathTask", "PromptsTask"]
