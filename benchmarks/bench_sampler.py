@@ -92,7 +92,7 @@ VLLM_SIDE = "lit_alpha VLLMSampler"
 
 def precision_context(precision: str):
     """``fp32``: nothing; ``bf16``: CPU autocast to bf16 (weight-cast cache on), the context the trainer's
-    rollout samples in under ``bf16-mixed`` (``lit_alpha.precision.rollout_context``); both sides get it."""
+    rollout samples in under ``bf16-mixed`` (``lit_alpha.training.precision.rollout_context``); both sides get it."""
     import contextlib
 
     import torch

@@ -23,13 +23,13 @@ from jsonargparse import lazy_instance
 
 from lit_alpha.batch import ObjectiveInputs, RolloutBatch
 from lit_alpha.errors import NonFiniteError, UserError
-from lit_alpha.memory import peak_rss_mb
+from lit_alpha.training.memory import peak_rss_mb
 from lit_alpha.metrics.pass_at_k import DistinctCorrect, PassAtK, default_ks
 from lit_alpha.models import AdapterDisabled, LoraSpec, apply_lora, load_policy
 from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.objectives.base import Objective
-from lit_alpha.precision import cast_frozen_linears, clip_gradients, frozen_base_dtype, fused_ok
-from lit_alpha.sampling.logprobs import token_logprobs
+from lit_alpha.training.precision import cast_frozen_linears, clip_gradients, frozen_base_dtype, fused_ok
+from lit_alpha.scoring.logprobs import token_logprobs
 from lit_alpha.verifiers.base import is_correct
 from lit_alpha.verifiers.guarded import FAULTS
 

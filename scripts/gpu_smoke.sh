@@ -45,7 +45,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 repo, name, model, max_len, steps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-from lit_alpha.__main__ import main
+from lit_alpha.cli.lightning import main
 
 peak = {"used": 0}  # device-wide memory in use (trainer + vLLM weights, KV cache, CUDA context), polled
 done = threading.Event()

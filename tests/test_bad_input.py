@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from lit_alpha.__main__ import main
+from lit_alpha.cli.lightning import main
 from lit_alpha.errors import UserError
 from lit_alpha.tasks.countdown import CountdownTask
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lit_alpha.sampling import HFSampler, SamplingParams, token_logprobs
+from lit_alpha.sampling import HFSampler, SamplingParams
+from lit_alpha.scoring import token_logprobs
 from lit_alpha.sampling.hf import _draw
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"

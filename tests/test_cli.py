@@ -12,7 +12,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from conftest import store_client
-from lit_alpha.__main__ import main
+from lit_alpha.cli.lightning import main
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "configs").glob("*.yaml"))

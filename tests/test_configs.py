@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from lit_alpha.__main__ import TRAINER_DEFAULTS, LitAlphaCLI
+from lit_alpha.cli.lightning import TRAINER_DEFAULTS, LitAlphaCLI
 from lit_alpha.data.datamodule import RolloutDataModule
 from lit_alpha.module import AlphaModule
-from lit_alpha.tracking import flatten
+from lit_alpha.training.tracking import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 NOT_METHODS = {"base.yaml", "lean_a025.yaml", "lean_grpo.yaml", "math_a05.yaml"}  # own budgets, see README
@@ -73,7 +73,7 @@ def test_the_base_is_one_place(tmp_path: Path) -> None:
 
 
 def test_a_missing_base_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from lit_alpha.__main__ import main
+    from lit_alpha.cli.lightning import main
 
     (tmp_path / "m.yaml").write_text("__base__: nope.yaml\nmodel:\n  lr: 0.1\n")
     with pytest.raises(SystemExit) as exit_info:

@@ -28,7 +28,7 @@ from lit_alpha.data.datamodule import PromptStream, eval_batches, rollout_key, s
 from lit_alpha.errors import UserError
 from lit_alpha.models import EMBEDDED
 from lit_alpha.objectives import GRPO, AlphaDPG
-from lit_alpha.sampling.logprobs import position_ids_from_mask
+from lit_alpha.scoring.logprobs import position_ids_from_mask
 from lit_alpha.tasks import CountdownTask
 from conftest import TINY_TASK
 
@@ -107,7 +107,7 @@ def _grad_worker(rank: int, world: int, port: int, mode: str, model_dir: str, ou
         if mode == "ddp":
             model = torch.nn.parallel.DistributedDataParallel(policy)
         else:
-            from lit_alpha.strategy import decoder_layer_classes, shard_models
+            from lit_alpha.training.strategy import decoder_layer_classes, shard_models
 
             holder = torch.nn.Module()
             holder.policy = policy

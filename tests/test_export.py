@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import TINY_TASK, store_client
-from lit_alpha.__main__ import main
+from lit_alpha.cli.lightning import main
 from lit_alpha.models import EMBEDDED
 
 pytestmark = [pytest.mark.slow,
@@ -30,7 +30,7 @@ PROMPT, COMPLETIONS = "3 7 9 12 | 59 = ", ["7*9-12/3", "9*7-3", "12+7*9", "(3+9)
 
 def sequence_logprobs(model: torch.nn.Module, tokenizer) -> torch.Tensor:
     """``[4]`` log π(completion | prompt) of fixed completions, summed over their tokens."""
-    from lit_alpha.sampling.logprobs import token_logprobs
+    from lit_alpha.scoring.logprobs import token_logprobs
 
     prompt = tokenizer(PROMPT, add_special_tokens=False)["input_ids"]
     rows = [prompt + tokenizer(c, add_special_tokens=False)["input_ids"] for c in COMPLETIONS]
@@ -43,7 +43,7 @@ def sequence_logprobs(model: torch.nn.Module, tokenizer) -> torch.Tensor:
 
 def checkpointed(ckpt: Path, *extra: str):
     """The policy module of ``ckpt``, built from the run's config as every command builds it."""
-    from lit_alpha.evaluate import _build, load_checkpoint
+    from lit_alpha.analysis.evaluate import _build, load_checkpoint
 
     _, module, dm = _build(["--config", A05, *SMALL, *extra])
     load_checkpoint(module, ckpt)
@@ -101,7 +101,7 @@ def test_export_errors_are_one_line(in_tmp: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "--config", A05, "--ckpt_path", "x.ckpt", "--out", "x", "--merge", "maybe"])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("error: --merge: expected true or false, got 'maybe'")
+    assert capsys.readouterr().err.startswith("error: merge: Expected a <class 'bool'>. Got value: maybe")
 
 
 def test_lora_export_merged_equals_adapters_on(in_tmp: Path) -> None:

@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 
 import lit_alpha.objectives as objectives
 from faulty_verifiers import FaultyVerifier
-from lit_alpha.__main__ import main
+from lit_alpha.cli.lightning import main
 from lit_alpha.batch import ObjectiveInputs
 from lit_alpha.verifiers.base import Verdict
 from lit_alpha.verifiers.guarded import GuardedVerifier

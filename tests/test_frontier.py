@@ -12,10 +12,12 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lit_alpha import evaluate as ev
-from lit_alpha import frontier as fr
-from lit_alpha import sweep
-from lit_alpha.metrics.guesser import random_guesser_pass_at_k
+from lit_alpha.analysis import evaluate as ev
+from lit_alpha.analysis import frontier as fr
+from lit_alpha.analysis import stats as st
+from lit_alpha.analysis import tables
+from lit_alpha.analysis import sweep
+from lit_alpha.tasks.countdown.guesser import random_guesser_pass_at_k
 from lit_alpha.metrics.pass_at_k import pass_at_k
 from lit_alpha.tasks.countdown import CountdownTask
 
@@ -24,16 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _run(name, n, c, ids=None, records=None):
     ids = ids or [f"p{i:03d}" for i in range(len(n))]
-    return fr.RunResult(name, list(ids), np.asarray(n), np.asarray(c), records=records or [])
+    return st.RunResult(name, list(ids), np.asarray(n), np.asarray(c), records=records or [])
 
 
 # -- pass@k curves ------------------------------------------------------------------------
 def test_pass_at_k_known_values():
     # n=4, c=2: pass@1 = 1/2, pass@2 = 1 - C(2,2)/C(4,2) = 5/6, pass@4 = 1; c=0 → 0; c=n → 1
-    m = fr.pass_at_k_matrix([4, 4, 4], [2, 0, 4], [1, 2, 4])
+    m = st.pass_at_k_matrix([4, 4, 4], [2, 0, 4], [1, 2, 4])
     np.testing.assert_allclose(m, [[0.5, 5 / 6, 1.0], [0, 0, 0], [1, 1, 1]], atol=1e-12)
     run = _run("r", [4, 4, 4], [2, 0, 4])
-    np.testing.assert_allclose(fr.pass_at_k_curve(run, [1, 2, 4]), [0.5, (5 / 6 + 1) / 3, 2 / 3])
+    np.testing.assert_allclose(st.pass_at_k_curve(run, [1, 2, 4]), [0.5, (5 / 6 + 1) / 3, 2 / 3])
 
 
 def test_pass_at_k_matches_the_torchmetric_estimator():
@@ -41,34 +43,34 @@ def test_pass_at_k_matches_the_torchmetric_estimator():
     n = rng.integers(16, 300, size=50)
     c = (rng.random(50) * (n + 1)).astype(int).clip(0, n)
     for k in [1, 2, 8, 16]:
-        ours = fr.pass_at_k_per_problem(n, c, k)
+        ours = st.pass_at_k_per_problem(n, c, k)
         ref = pass_at_k(torch.tensor(n), torch.tensor(c), k).numpy()
         np.testing.assert_allclose(ours, ref, atol=1e-10)
     with pytest.raises(ValueError):
-        fr.pass_at_k_per_problem([4], [1], 8)
-    assert fr.default_ks(256) == [1, 2, 4, 8, 16, 32, 64, 128, 256] and fr.default_ks(6) == [1, 2, 4, 6]
+        st.pass_at_k_per_problem([4], [1], 8)
+    assert st.default_ks(256) == [1, 2, 4, 8, 16, 32, 64, 128, 256] and st.default_ks(6) == [1, 2, 4, 6]
 
 
 def test_guesser_curve_is_the_guesser_baseline():
     records = CountdownTask(num_val=12).problems("val")
     run = _run("r", [16] * 12, [0] * 12, [r["id"] for r in records],
                [{"numbers": r["numbers"], "target": r["target"]} for r in records])
-    g = fr.guesser_run(run)
+    g = st.guesser_run(run)
     ks = [1, 4, 16]
     expected = random_guesser_pass_at_k(records, ks)
-    np.testing.assert_allclose(fr.pass_at_k_curve(g, ks), [expected[k] for k in ks], atol=1e-12)
+    np.testing.assert_allclose(st.pass_at_k_curve(g, ks), [expected[k] for k in ks], atol=1e-12)
 
 
 def test_diversity_indices():
-    assert fr.shannon_entropy([5]) == 0 and fr.simpson_index([5]) == 0
-    assert fr.shannon_entropy([]) == 0 and fr.simpson_index([]) == 0
-    assert math.isclose(fr.shannon_entropy([3, 3]), math.log(2))
-    assert math.isclose(fr.simpson_index([1, 1, 1, 1]), 0.75)
+    assert st.shannon_entropy([5]) == 0 and st.simpson_index([5]) == 0
+    assert st.shannon_entropy([]) == 0 and st.simpson_index([]) == 0
+    assert math.isclose(st.shannon_entropy([3, 3]), math.log(2))
+    assert math.isclose(st.simpson_index([1, 1, 1, 1]), 0.75)
     row = ev.problem_row({"id": "x", "numbers": [1, 2], "target": 3}, [1, 1, 0, 0],
                          ["1+2", "1+2", "1*2", None], ["ok", "ok", "wrong", "parse"])
     assert row["n"] == 4 and row["c"] == 2 and row["distinct_correct"] == 1
     assert row["correct_answers"] == {"1+2": 2} and row["answers"] == {"1+2": 2, "1*2": 1, ev.INVALID: 1}
-    assert math.isclose(row["answer_entropy"], fr.shannon_entropy([2, 1, 1]))
+    assert math.isclose(row["answer_entropy"], st.shannon_entropy([2, 1, 1]))
     assert row["correct_entropy"] == 0 and row["numbers"] == [1, 2] and row["reasons"] == {"ok": 2, "wrong": 1, "parse": 1}
 
 
@@ -76,28 +78,45 @@ def test_diversity_indices():
 def test_upper_right_hull_on_hand_made_points():
     pts = [(0.1, 0.9), (0.5, 0.5), (0.3, 0.4), (0.6, 0.2), (0.5, 0.5), (0.05, 0.8), (0.6, 0.1)]
     # (0.3,0.4) is dominated by (0.5,0.5); (0.05,0.8) by (0.1,0.9); (0.6,0.1) by (0.6,0.2); the duplicate keeps index 1
-    assert fr.upper_right_hull(pts) == [0, 1, 3]
-    assert fr.upper_right_hull([(0.2, 0.2)]) == [0]
+    assert st.upper_right_hull(pts) == [0, 1, 3]
+    assert st.upper_right_hull([(0.2, 0.2)]) == [0]
     grid = np.array([0.0, 0.1, 0.2, 0.5, 0.6, 0.7])
-    step = fr.staircase(np.array([[0.1, 0.9], [0.5, 0.5], [0.6, 0.2]]), grid)
+    step = st.staircase(np.array([[0.1, 0.9], [0.5, 0.5], [0.6, 0.2]]), grid)
     np.testing.assert_allclose(step[:5], [0.9, 0.9, 0.5, 0.5, 0.2])
     assert np.isnan(step[5])
 
 
 # -- bootstrap --------------------------------------------------------------------------------
 def test_bootstrap_is_seeded():
-    a, b = fr.bootstrap_indices(50, 200, seed=3), fr.bootstrap_indices(50, 200, seed=3)
+    a, b = st.bootstrap_indices(50, 200, seed=3), st.bootstrap_indices(50, 200, seed=3)
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, fr.bootstrap_indices(50, 200, seed=4))
+    assert not np.array_equal(a, st.bootstrap_indices(50, 200, seed=4))
     assert a.shape == (200, 50) and a.min() >= 0 and a.max() < 50
 
 
 def test_bootstrap_interval_of_a_known_mean():
     # 100 problems, half always solved, half never: pass@1 = 0.5, standard error 0.05
     values = np.array([1.0] * 50 + [0.0] * 50)
-    idx = fr.bootstrap_indices(100, 4000, seed=0)
-    low, high = fr.percentile_interval(fr.bootstrap_means(values, idx))
+    low, high = st.Bootstrap(100, 4000, seed=0).interval(values)
+    idx = st.bootstrap_indices(100, 4000, seed=0)  # scipy's resamples are these: the same interval by hand
+    np.testing.assert_allclose([low, high], np.quantile(st.bootstrap_means(values, idx), [0.025, 0.975]), atol=1e-12)
     assert abs(low - (0.5 - 1.96 * 0.05)) < 0.015 and abs(high - (0.5 + 1.96 * 0.05)) < 0.015
+
+
+def test_scipy_intervals_use_the_shared_resamples():
+    """scipy.stats.bootstrap draws exactly Bootstrap.indices: every run's interval and every paired
+    difference sees the same resampled problems (and the hull band, computed by hand, too)."""
+    rng = np.random.default_rng(2)
+    a, b = rng.random(40), rng.random(40)
+    boot = st.Bootstrap(40, 300, seed=2, level=0.9)
+    d = (a - b)[boot.indices].mean(axis=1)  # [B]
+    diff, low, high, p = st.paired_bootstrap(a, b, boot)
+    np.testing.assert_allclose([diff, low, high], [(a - b).mean(), *np.quantile(d, [0.05, 0.95])], atol=1e-12)
+    assert p == pytest.approx(min(1.0, 2 * min((d < 0).mean(), (d > 0).mean())))
+    m = np.stack([a, b], axis=1)  # [P, 2]
+    low2, high2 = boot.interval(m)
+    np.testing.assert_allclose(np.stack([low2, high2]), np.quantile(m[boot.indices].mean(axis=1), [0.05, 0.95], axis=0),
+                               atol=1e-12)
 
 
 def test_paired_bootstrap_identical_runs_are_not_different():
@@ -105,8 +124,7 @@ def test_paired_bootstrap_identical_runs_are_not_different():
     n = np.full(60, 16)
     c = rng.integers(0, 17, size=60)
     a, b = _run("a", n, c), _run("b", n, c)
-    idx = fr.bootstrap_indices(60, 500, seed=0)
-    (row1, row16) = fr.significance_table([a, b], [1, 16], idx)
+    (row1, row16) = st.significance_table([a, b], [1, 16], st.Bootstrap(60, 500, seed=0))
     for row in (row1, row16):
         assert row.diff == 0 and row.low <= 0 <= row.high and row.p_value == 1.0 and not row.significant
 
@@ -116,20 +134,19 @@ def test_paired_bootstrap_a_run_that_solves_more_is_significant():
     c_b = np.array([0] * 20 + [4] * 20)
     c_a = np.array([8] * 20 + [4] * 20)  # solves the 20 problems b never solves, the same elsewhere
     a, b = _run("a", n, c_a), _run("b", n, c_b)
-    idx = fr.bootstrap_indices(40, 1000, seed=0)
-    rows = {r.k: r for r in fr.significance_table([a, b], [1, 8], idx, reference="b")}
+    rows = {r.k: r for r in st.significance_table([a, b], [1, 8], st.Bootstrap(40, 1000, seed=0), reference="b")}
     assert math.isclose(rows[1].diff, 0.5) and math.isclose(rows[8].diff, 0.5)
     for r in rows.values():
         assert r.a == "a" and r.b == "b" and r.significant and r.low > 0.3 and r.p_value < 0.01
     # pairing matters: a constant per-problem difference has a zero-width interval
-    diff, low, high, p = fr.paired_bootstrap(np.full(30, 0.7), np.full(30, 0.5), fr.bootstrap_indices(30, 100))
+    diff, low, high, p = st.paired_bootstrap(np.full(30, 0.7), np.full(30, 0.5), st.Bootstrap(30, 100))
     assert math.isclose(diff, 0.2) and math.isclose(low, 0.2) and math.isclose(high, 0.2) and p == 0.0
 
 
 def test_align_pairs_runs_by_problem_id():
     a = _run("a", [4, 4, 4], [1, 2, 3], ["x", "y", "z"])
     b = _run("b", [4, 4], [4, 0], ["z", "x"])
-    a2, b2 = fr.align([a, b])
+    a2, b2 = st.align([a, b])
     assert a2.problem_ids == b2.problem_ids == ["x", "z"]
     np.testing.assert_array_equal(a2.c, [1, 3])
     np.testing.assert_array_equal(b2.c, [0, 4])
@@ -138,11 +155,11 @@ def test_align_pairs_runs_by_problem_id():
 def test_group_seeds_averages_per_problem_pass_at_k():
     n = [4, 4]
     runs = [_run("m-s0", n, [0, 4]), _run("m-s1", n, [2, 4]), _run("base", n, [1, 1])]
-    grouped = {r.name: r for r in fr.group_seeds(runs)}
+    grouped = {r.name: r for r in st.group_seeds(runs)}
     assert set(grouped) == {"m", "base"}
     np.testing.assert_allclose(grouped["m"].matrix([1, 2])[:, 0], [0.25, 1.0])
     np.testing.assert_allclose(grouped["m"].matrix([1, 2])[:, 1], [5 / 12, 1.0])
-    assert fr.method_of("a05-s12") == "a05" and fr.method_of("base") == "base"
+    assert st.method_of("a05-s12") == "a05" and st.method_of("base") == "base"
 
 
 # -- transitions ------------------------------------------------------------------------------
@@ -150,13 +167,13 @@ def test_transition_table_on_a_hand_made_example():
     n = [10] * 6
     base = _run("base", n, [0, 0, 2, 5, 9, 10])  # unsolved, unsolved, hard, medium, easy, easy
     tuned = _run("tuned", n, [0, 3, 10, 5, 2, 10])  # unsolved, medium, easy, medium, hard, easy
-    np.testing.assert_array_equal(fr.difficulty_bins(base.frac_solved), [0, 0, 1, 2, 3, 3])
-    t = fr.transition_table(base, tuned)
+    np.testing.assert_array_equal(st.difficulty_bins(base.frac_solved), [0, 0, 1, 2, 3, 3])
+    t = st.transition_table(base, tuned)
     expected = np.zeros((4, 4), int)
     for i, j in [(0, 0), (0, 2), (1, 3), (2, 2), (3, 1), (3, 3)]:
         expected[i, j] += 1
     np.testing.assert_array_equal(t, expected)
-    text = fr.format_transition(t, "base", "tuned")
+    text = st.format_transition(t, "base", "tuned")
     assert "unsolved" in text and "easy" in text
 
 
@@ -189,15 +206,15 @@ def test_frontier_command_on_a_small_experiment(in_tmp, capsys):
     make_experiment(uri)
     runs = fr.load_experiment(uri, "frontier_test", "val")
     assert [r.name for r in runs] == ["base", "a05-s0", "a05-s1", "rft-s0"]
-    a = fr.analyse(runs, "val", num_boot=200)
-    assert a.k == 16 and a.ks == [1, 2, 4, 8, 16] and a.runs[-1].name == fr.GUESSER
-    assert "rft-s0" in a.hull() and fr.GUESSER not in a.hull()
+    a = tables.analyse(runs, "val", num_boot=200)
+    assert a.k == 16 and a.ks == [1, 2, 4, 8, 16] and a.runs[-1].name == st.GUESSER
+    assert "rft-s0" in a.hull() and st.GUESSER not in a.hull()
     assert len(a.transitions()) == 3 and set(a.transitions()["rft-s0"].sum(1)) <= set(range(13))
     code = fr.main(["--experiment", "frontier_test", "--tracking_uri", uri, "--out", "out", "--num_boot", "200",
                     "--group_seeds", "--k", "8"])
     assert code == 0
     printed = capsys.readouterr().out
-    assert "paired bootstrap" in printed and "difficulty transitions" in printed and fr.GUESSER in printed
+    assert "paired bootstrap" in printed and "difficulty transitions" in printed and st.GUESSER in printed
     for split in ("val", "train"):
         for f in (f"frontier_{split}.png", f"passk_{split}.png", f"significance_{split}.csv", f"transitions_{split}.csv"):
             assert (in_tmp / "out" / f).stat().st_size > 0
@@ -305,13 +322,13 @@ def test_notebook_runs_top_to_bottom(in_tmp, monkeypatch):
     images = [o for o in outputs if o.output_type == "display_data" and "image/png" in o.get("data", {})]
     assert len(images) >= 2  # the frontier and the pass@k curves
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    assert "a05" in text and fr.GUESSER in text and "unsolved" in text
+    assert "a05" in text and st.GUESSER in text and "unsolved" in text
 
 
 @pytest.mark.slow
 def test_evaluate_last_checkpoint_of_a_trained_run(in_tmp, random_model_dir):
     """fit (as the sweep does) → evaluate --ckpt_path last attaches the tables to that very run."""
-    from lit_alpha.__main__ import main as cli_main
+    from lit_alpha.cli.lightning import main as cli_main
 
     small = ["--config", str(REPO / "configs/a05.yaml"), "--model.model", str(random_model_dir),
              "--data.task.init_args.num_val", "3", "--data.val_samples", "2", "--data.prompts_per_step", "2",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import store_client
-from lit_alpha.__main__ import main
+from lit_alpha.cli.lightning import main
 
 HERE = Path(__file__).resolve().parent
 

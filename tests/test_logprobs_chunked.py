@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from lit_alpha.sampling import logprobs as lp_mod
-from lit_alpha.sampling.logprobs import token_logprobs
+from lit_alpha.scoring import logprobs as lp_mod
+from lit_alpha.scoring.logprobs import token_logprobs
 
 N, T, P, V = 4, 14, 6, 257  # rows, padded length, prompt length (completion L = T - P = 8), vocabulary
 L = T - P

@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_alpha.sampling.layout import prompt_groups
-from lit_alpha.sampling.logprobs import token_logprobs
+from lit_alpha.scoring.layout import prompt_groups
+from lit_alpha.scoring.logprobs import token_logprobs
 
 P, L, V = 6, 5, 97
 T = P + L
@@ -125,7 +125,7 @@ def test_gradient_checkpointing_takes_the_plain_path(model):
 
 # ---------------------------------------------------------------- length buckets
 def test_length_buckets_cover_every_row_at_its_width():
-    from lit_alpha.sampling.layout import MIN_SAVING, length_buckets
+    from lit_alpha.scoring.layout import MIN_SAVING, length_buckets
 
     g = torch.Generator().manual_seed(0)
     extent = torch.cat([torch.randint(3, 12, (200,), generator=g), torch.tensor([64, 60])])  # two long outliers

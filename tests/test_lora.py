@@ -16,13 +16,13 @@ import pytest
 import torch
 
 from conftest import TINY_TASK, store_client
-from lit_alpha.__main__ import main
+from lit_alpha.cli.lightning import main
 from lit_alpha.models import AdapterDisabled, LoraSpec, load_policy
 from lit_alpha.module import AlphaModule
 from lit_alpha.objectives import AlphaDPG
 from lit_alpha.sampling.base import SamplingParams
 from lit_alpha.sampling.hf import HFSampler
-from lit_alpha.sampling.logprobs import _backbone_and_head, token_logprobs
+from lit_alpha.scoring.logprobs import _backbone_and_head, token_logprobs
 
 pytest.importorskip("peft")  # the optional LoRA dependency (lit_alpha imports it only when used)
 
@@ -229,7 +229,7 @@ def test_lora_fit_and_resume_through_the_cli(tmp_path, capsys):
     runs, got = _run_metrics(resumed)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"  # continued the same MLflow run
     _, want = _run_metrics(straight)
-    # extending a *finished* fit: every step logged at its own step (lit_alpha.checkpoint.Checkpoint)
+    # extending a *finished* fit: every step logged at its own step (lit_alpha.training.checkpoint.Checkpoint)
     for key in ["train/loss", "train/kl_to_base", "train/reward_mean", "val/pass_at_4"]:
         assert sorted(got[key]) == sorted(want[key]), key
         values = [v for _, v in sorted(got[key].items())]

@@ -112,7 +112,7 @@ def test_fit_with_base_samples(in_tmp, random_model_dir):
     from mlflow.tracking import MlflowClient
 
     from conftest import REPO
-    from lit_alpha.__main__ import main as cli_main
+    from lit_alpha.cli.lightning import main as cli_main
 
     small = ["--model.model", str(random_model_dir), "--data.task.init_args.num_val", "2", "--data.val_samples", "2",
              "--data.prompts_per_step", "2", "--data.n_samples", "2", "--data.base_samples", "3",

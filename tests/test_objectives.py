@@ -453,7 +453,7 @@ def test_property_everything_finite(inputs: ObjectiveInputs, alpha: float, beta:
 def test_correct_is_one_definition_everywhere() -> None:
     # "correct" = reward > 0 (lit_alpha.verifiers.base.is_correct), the same for a verdict, the
     # degenerate-group counts, pass@k's c and the evaluation table: partial credit 0.5 counts, 0 does not
-    from lit_alpha.evaluate import problem_row
+    from lit_alpha.analysis.evaluate import problem_row
     from lit_alpha.module import AlphaModule
     from lit_alpha.objectives import GRPOPassAtK
     from lit_alpha.verifiers.base import Verdict, is_correct

@@ -1,4 +1,4 @@
-"""bf16 as the fast path (lit_alpha/precision.py): bf16-mixed keeps float32 master weights and the fused
+"""bf16 as the fast path (lit_alpha/training/precision.py): bf16-mixed keeps float32 master weights and the fused
 AdamW with the same clipped update, π_base stores bf16 linears with the very bits autocast uses, the
 log-softmax and entropy stay float32, the rollout's cached autocast sees every update, and the CLI
 picks bf16-mixed for pretrained models where the hardware has bf16 matmuls."""
@@ -15,10 +15,11 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from lit_alpha.models import load_policy
-from lit_alpha.precision import (auto_precision, bf16_supported, cast_frozen_linears, clip_gradients, fused_ok,
+from lit_alpha.training.precision import (auto_precision, bf16_supported, cast_frozen_linears, clip_gradients, fused_ok,
                                  rollout_context)
-from lit_alpha.sampling import HFSampler, SamplingParams, token_logprobs
-from lit_alpha.sampling.logprobs import entropy_from_logits
+from lit_alpha.sampling import HFSampler, SamplingParams
+from lit_alpha.scoring import token_logprobs
+from lit_alpha.scoring.logprobs import entropy_from_logits
 
 REPO = Path(__file__).resolve().parents[1]
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)
@@ -165,7 +166,7 @@ def test_auto_precision_rules():
 @pytest.mark.slow
 @pytest.mark.parametrize("given", [None, "32-true"])
 def test_cli_picks_bf16_for_a_pretrained_model_and_the_flag_overrides(in_tmp, random_model_dir, capsys, given):
-    from lit_alpha.__main__ import main
+    from lit_alpha.cli.lightning import main
 
     sys.argv[1:] = []
     args = ["fit", "--config", str(REPO / "configs/grpo.yaml"), "--model.model", str(random_model_dir),

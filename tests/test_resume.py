@@ -19,8 +19,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from lit_alpha.__main__ import main
-from lit_alpha.checkpoint import AtomicCheckpointIO, atomic_torch_save
+from lit_alpha.cli.lightning import main
+from lit_alpha.training.checkpoint import AtomicCheckpointIO, atomic_torch_save
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -39,7 +39,7 @@ ARGS = [
 def _checkpoint_config(directory: Path, every: int) -> str:
     path = directory / f"ckpt_every_{every}.yaml"
     path.write_text(
-        "trainer:\n  callbacks:\n    - class_path: lit_alpha.checkpoint.Checkpoint\n"
+        "trainer:\n  callbacks:\n    - class_path: lit_alpha.training.checkpoint.Checkpoint\n"
         f"      init_args: {{every_n_train_steps: {every}, keep_last: 2}}\n"
     )
     return str(path)

@@ -17,7 +17,7 @@ from lit_alpha.objectives import (
     GRPOPassAtK, GRPOUnlikely, Linear, Step,
 )
 from lit_alpha.objectives.passk import passk_advantage_table
-from lit_alpha.sampling.logprobs import entropy_from_logits
+from lit_alpha.scoring.logprobs import entropy_from_logits
 
 LN = math.log
 

@@ -15,14 +15,15 @@ from lit_alpha.data.datamodule import _TRAIN, PromptStream
 from lit_alpha.data.offline import OfflineRFT
 from lit_alpha.data.rollout import rollout
 from lit_alpha.models import load_policy
-from lit_alpha.sampling import HFSampler, SamplingParams, token_logprobs
+from lit_alpha.sampling import HFSampler, SamplingParams
+from lit_alpha.scoring import token_logprobs
 from lit_alpha.tasks import CountdownTask
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A 2-layer random Llama with the char tokenizer built from scratch by lit_alpha.pretrain."""
-    from lit_alpha.pretrain import build_model, build_tokenizer
+    """A 2-layer random Llama with the char tokenizer built from scratch by lit_alpha.tasks.countdown.pretrain."""
+    from lit_alpha.tasks.countdown.pretrain import build_model, build_tokenizer
 
     tok = build_tokenizer()
     model = build_model(tok, hidden=32, layers=2, heads=2, max_positions=128, seed=0)

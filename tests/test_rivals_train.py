@@ -14,7 +14,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from conftest import store_client
-from lit_alpha.__main__ import main
+from lit_alpha.cli.lightning import main
 from lit_alpha.models import EMBEDDED
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,7 +8,8 @@ import torch
 
 from lit_alpha.data.rollout import rollout
 from lit_alpha.models import load_policy
-from lit_alpha.sampling import HFSampler, SamplingParams, token_logprobs
+from lit_alpha.sampling import HFSampler, SamplingParams
+from lit_alpha.scoring import token_logprobs
 from lit_alpha.tasks import CountdownTask
 
 PROMPTS = ["3 7 9 12 | 59 = ", "1 2 | 3 = "]

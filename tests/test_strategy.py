@@ -1,4 +1,4 @@
-"""DecoderFSDP (lit_alpha/strategy.py) and mixed precision, on CPU.
+"""DecoderFSDP (lit_alpha/training/strategy.py) and mixed precision, on CPU.
 
 FSDP runs on CPU with gloo here (the strategy passes ``device_id=torch.device("cpu")``), so the sharding,
 the lock-stepped sampling and a 2-process fit through the CLI are tested with real processes. The GPU
@@ -22,7 +22,7 @@ import torch.multiprocessing as mp
 from lit_alpha.models import EMBEDDED
 from lit_alpha.objectives import AlphaDPG
 from lit_alpha.sampling import HFSampler, SamplingParams
-from lit_alpha.strategy import DecoderFSDP, ShardedClipPrecision, decoder_layer_classes, lockstep, shard_models
+from lit_alpha.training.strategy import DecoderFSDP, ShardedClipPrecision, decoder_layer_classes, lockstep, shard_models
 from test_ddp import cli_fit, free_port, load_model, recorded, run_metrics
 
 HAVE_MODEL = (EMBEDDED["countdown-tiny"] / "config.json").exists()
@@ -51,7 +51,7 @@ def test_layer_classes_come_from_no_split_modules(random_model_dir) -> None:
         decoder_layer_classes(torch.nn.Sequential(torch.nn.Linear(2, 2)))
 
 
-@pytest.mark.parametrize("flag", ["lit_alpha.strategy.DecoderFSDP", "decoder_fsdp"])
+@pytest.mark.parametrize("flag", ["lit_alpha.training.strategy.DecoderFSDP", "decoder_fsdp"])
 def test_strategy_by_name_runs_on_cpu(flag) -> None:
     trainer = L.Trainer(strategy=flag, accelerator="cpu", devices=2, precision="bf16-mixed", logger=False,
                         enable_checkpointing=False, enable_progress_bar=False)
@@ -64,20 +64,20 @@ def test_strategy_by_name_runs_on_cpu(flag) -> None:
 def test_cli_sets_strategy_init_args(capsys) -> None:
     import yaml
 
-    from lit_alpha.__main__ import main
+    from lit_alpha.cli.lightning import main
 
     repo = Path(__file__).resolve().parents[1]
     with pytest.raises(SystemExit):
         main(["fit", "--config", str(repo / "configs/fsdp_a05.yaml"), "--trainer.strategy.init_args.cpu_offload",
               "true", "--print_config"])
     strategy = yaml.safe_load(capsys.readouterr().out)["trainer"]["strategy"]
-    assert strategy["class_path"] == "lit_alpha.strategy.DecoderFSDP"
+    assert strategy["class_path"] == "lit_alpha.training.strategy.DecoderFSDP"
     assert strategy["init_args"]["activation_checkpointing"] is True and strategy["init_args"]["cpu_offload"] is True
 
 
 def test_objective_keeps_float64_and_float32_logprobs_under_bf16_autocast(random_model_dir) -> None:
     from lit_alpha.batch import ObjectiveInputs
-    from lit_alpha.sampling.logprobs import token_logprobs
+    from lit_alpha.scoring.logprobs import token_logprobs
 
     model = load_model(str(random_model_dir))
     out = HFSampler().sample(model, _tokenizer(random_model_dir), PROMPTS[:2], 3, SamplingParams(max_new_tokens=6),
@@ -187,10 +187,10 @@ def test_fsdp_shards_policy_and_base_and_samples_in_lock_step(random_model_dir, 
 def test_decoder_fsdp_bf16_fit_and_resume_through_the_cli(tmp_path) -> None:
     """2 CPU processes, DecoderFSDP with activation checkpointing, bf16-mixed, a checkpoint at step 2,
     then ``--ckpt_path last`` to step 3."""
-    fsdp = ["--trainer.strategy.class_path", "lit_alpha.strategy.DecoderFSDP",
+    fsdp = ["--trainer.strategy.class_path", "lit_alpha.training.strategy.DecoderFSDP",
             "--trainer.strategy.init_args.activation_checkpointing", "true", "--trainer.devices", "2",
             "--trainer.precision", "bf16-mixed", "--trainer.enable_checkpointing", "true"]
-    ckpt = [{"class_path": "lit_alpha.checkpoint.Checkpoint", "init_args": {"every_n_train_steps": 2}}]
+    ckpt = [{"class_path": "lit_alpha.training.checkpoint.Checkpoint", "init_args": {"every_n_train_steps": 2}}]
     cli_fit(tmp_path, *fsdp, callbacks=ckpt)
     ranks = [recorded(tmp_path, r) for r in range(2)]
     assert [[row["step"] for row in rows] for rows in ranks] == [[0, 1], [0, 1]]
@@ -254,7 +254,7 @@ def test_optimizer_is_fused_in_full_precision_and_bf16_mixed_only() -> None:
     from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
     from lit_alpha.module import AlphaModule
-    from lit_alpha.precision import frozen_base_dtype
+    from lit_alpha.training.precision import frozen_base_dtype
 
     plugins = {"32-true": Precision(), "bf16-mixed": MixedPrecision("bf16-mixed", "cpu"),
                "16-mixed": MixedPrecision("16-mixed", "cpu"), "fsdp bf16-mixed": ShardedClipPrecision("bf16-mixed"),

@@ -10,7 +10,7 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from conftest import REPO
-from lit_alpha import evaluate as ev
+from lit_alpha.analysis import evaluate as ev
 from lit_alpha.metrics.target import problem_divergences, sequence_logprobs
 
 
@@ -95,7 +95,9 @@ def test_evaluate_logs_divergence_to_target(in_tmp):
 
 
 def test_frontier_reports_divergence_with_bootstrap_interval(tmp_path):
-    from lit_alpha import frontier as fr
+    from lit_alpha.analysis import frontier as fr
+    from lit_alpha.analysis import stats as st
+    from lit_alpha.analysis import tables
     from lit_alpha.tasks.countdown import CountdownTask
 
     records = CountdownTask(num_val=6).problems("val")
@@ -106,14 +108,14 @@ def test_frontier_reports_divergence_with_bootstrap_interval(tmp_path):
             row = ev.problem_row(r, [1.0, 0.0] if value is not None else [0.0, 0.0], ["x", None])
             row["fkl_to_target"] = value
             rows.append(row)
-        runs.append(fr.RunResult.from_rows(name, rows))
-    a = fr.analyse(runs, "val", num_boot=200)
+        runs.append(st.RunResult.from_rows(name, rows))
+    a = tables.analyse(runs, "val", num_boot=200)
     by = {row["run"]: row for row in a.target_rows()}
     assert by["base"]["fkl_to_target"] == pytest.approx(1.0) and by["base"]["problems"] == 4
     assert by["a0-s0"]["fkl_to_target"] == pytest.approx(0.625)
     assert by["a0-s0"]["fkl_to_target_lo"] <= 0.625 <= by["a0-s0"]["fkl_to_target_hi"]
     runs[1].diversity["alpha_div_to_target"] = np.where(np.isnan(runs[1].diversity["fkl_to_target"]), np.nan, 0.5)
-    a = fr.analyse(runs, "val", num_boot=200)  # a column only some runs have (α-DPG's D_α)
+    a = tables.analyse(runs, "val", num_boot=200)  # a column only some runs have (α-DPG's D_α)
     assert np.isnan(a.target_rows()[0]["alpha_div_to_target"]) and a.target_rows()[1]["alpha_div_to_target"] == 0.5
     files = fr.report(a, tmp_path, echo=lambda s: None)
     assert (tmp_path / "target_val.csv") in files and "a0-s0" in (tmp_path / "target_val.csv").read_text()

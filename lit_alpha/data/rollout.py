@@ -13,7 +13,7 @@ import torch
 
 from lit_alpha.batch import RolloutBatch
 from lit_alpha.sampling.base import Sampler, SamplingParams
-from lit_alpha.sampling.logprobs import token_logprobs
+from lit_alpha.scoring.logprobs import token_logprobs
 from lit_alpha.tasks.base import Record, Task
 from lit_alpha.verifiers.base import Verdict, count_reasons
 from lit_alpha.verifiers.guarded import GuardedVerifier

@@ -1,12 +1,17 @@
-"""Unbiased pass@k (Chen et al. 2021) as torchmetrics, with per-problem counts kept.
+"""Unbiased pass@k (Chen et al. 2021): the one estimator of the package, and torchmetrics over it.
 
 ``pass@k = 1 − C(n−c, k) / C(n, k)`` per problem (n samples, c correct), averaged over problems.
-Computed as ``1 − Π_{i=n−c+1}^{n} (1 − k/i)``, stable for large n.
+Computed in log space with ``gammaln`` (:func:`pass_at_k_per_problem`), stable for large n; the
+trainer's validation metric (:class:`PassAtK`), evaluation, the frontier and pretraining all use it.
 """
 
 from __future__ import annotations
 
+from typing import Sequence
+
+import numpy as np
 import torch
+from scipy.special import gammaln
 from torch import Tensor
 from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
@@ -18,23 +23,31 @@ def default_ks(n: int) -> list[int]:
     while k < n:
         ks.append(k)
         k *= 2
-    return ks + [n]
+    return ks + [int(n)]
+
+
+def pass_at_k_per_problem(n: Sequence[int] | np.ndarray, c: Sequence[int] | np.ndarray, k: int) -> np.ndarray:
+    """Unbiased pass@k of each problem, ``1 − C(n−c,k)/C(n,k)``, in log space.  n, c: [P] → [P] float64"""
+    n = np.asarray(n, dtype=np.int64)
+    c = np.asarray(c, dtype=np.int64)
+    if np.any(c < 0) or np.any(c > n):
+        raise ValueError("every problem needs 0 <= c <= n")
+    if np.any(n < k):
+        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got min {int(n.min())}")
+    out = np.where(c == 0, 0.0, 1.0)  # no correct sample: exactly 0
+    some_wrong = ((n - c) >= k) & (c > 0)  # else every k-subset holds a correct sample: pass@k = 1
+    nn, cc = n[some_wrong].astype(np.float64), c[some_wrong].astype(np.float64)
+    if nn.size:
+        log_ratio = gammaln(nn - cc + 1) - gammaln(nn - cc - k + 1) - gammaln(nn + 1) + gammaln(nn - k + 1)
+        out[some_wrong] = -np.expm1(log_ratio)
+    return np.clip(out, 0.0, 1.0)
 
 
 def pass_at_k(num_samples: Tensor, num_correct: Tensor, k: int) -> Tensor:
-    """Per-problem unbiased pass@k.  num_samples, num_correct: [P] → [P] float64."""
-    n, c = num_samples.double(), num_correct.double()
-    if bool((n < k).any()):
-        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got min {int(n.min())}")
-    out = torch.empty_like(n)
-    for i in range(n.numel()):
-        ni, ci = int(n[i]), int(c[i])
-        if ni - ci < k:
-            out[i] = 1.0
-        else:
-            steps = torch.arange(ni - ci + 1, ni + 1, dtype=torch.float64)
-            out[i] = 1.0 - torch.prod(1.0 - k / steps)
-    return out
+    """Per-problem unbiased pass@k (:func:`pass_at_k_per_problem`).  num_samples, num_correct: [P] → [P] float64."""
+    n = num_samples.detach().cpu().long().numpy()
+    c = num_correct.detach().cpu().long().numpy()
+    return torch.from_numpy(pass_at_k_per_problem(n, c, k))
 
 
 class PassAtK(Metric):

@@ -2,7 +2,7 @@
 
 The base model's own verified samples are exact samples of ``p_x``: the evaluation of the base model
 already draws n of them per problem and keeps the token ids of the correct ones
-(``correct_samples``: ``{"id id id": count}`` in the per-problem table, see :mod:`lit_alpha.evaluate`).
+(``correct_samples``: ``{"id id id": count}`` in the per-problem table, see :mod:`lit_alpha.analysis.evaluate`).
 For any policy π_θ, teacher-forcing those sequences under π_θ and π_base gives, per problem the base
 solves (``c > 0``), with ``ẑ = c/n`` and weights ``w_y = count_y / c``:
 
@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from lit_alpha.sampling.logprobs import token_logprobs
+from lit_alpha.scoring.logprobs import token_logprobs
 
 
 def completion_ids(input_ids: torch.Tensor, completion_mask: torch.Tensor, prompt_len: int) -> list[str]:

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from lit_alpha.sampling.base import Samples, SamplingParams
-from lit_alpha.sampling.logprobs import position_ids_from_mask
+from lit_alpha.scoring.logprobs import position_ids_from_mask
 
 _Chunk = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 

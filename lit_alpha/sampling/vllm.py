@@ -36,7 +36,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from lit_alpha.sampling.base import Samples, SamplingParams
-from lit_alpha.sampling.logprobs import token_logprobs
+from lit_alpha.scoring.logprobs import token_logprobs
 from lit_alpha.sampling.weights import local_tensor, policy_weights, unwrap
 
 _PROBE_LEN = 16  # tokens of the probe sequence of check_weights

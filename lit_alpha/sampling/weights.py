@@ -4,7 +4,7 @@ What an inference engine loads (:mod:`lit_alpha.sampling.vllm` pushes them after
 full tensors even when the policy is FSDP-sharded (FSDP1 ``FullyShardedDataParallel`` or FSDP2
 ``fully_shard``: gathered with ``torch.distributed.checkpoint``'s full state dict, a collective), LoRA
 adapters (peft) merged into their base weights, and the sampler-facing views of
-:mod:`lit_alpha.strategy` and :mod:`lit_alpha.models` unwrapped.
+:mod:`lit_alpha.training.strategy` and :mod:`lit_alpha.models` unwrapped.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def local_tensor(p: Tensor) -> Tensor:
 
 
 def unwrap(model: Any) -> Any:
-    """The model behind a sampler-facing view (``lit_alpha.strategy.LockstepForward``, made per call)."""
+    """The model behind a sampler-facing view (``lit_alpha.training.strategy.LockstepForward``, made per call)."""
     while type(model).__name__ == "LockstepForward":
         model = model.model
     return model

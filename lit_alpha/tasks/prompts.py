@@ -23,7 +23,7 @@ import numpy as np
 
 from lit_alpha.errors import UserError
 from lit_alpha.tasks.base import Record, Task
-from lit_alpha.tasks.problems_file import jsonl_rows
+from lit_alpha.tasks.jsonl import jsonl_rows
 from lit_alpha.verifiers.function import FunctionVerifier
 
 FIELD = "data.task.init_args"

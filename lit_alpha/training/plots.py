@@ -73,7 +73,7 @@ class PassAtKPlot(Callback):
 
     def _base_from(self, logger: Any, curve: dict[int, float]) -> dict[int, float] | None:
         """The step-0 curve of a resumed run, from its metric history (None if it has none)."""
-        from lit_alpha.tracking import mlflow_metric_name
+        from lit_alpha.training.tracking import mlflow_metric_name
 
         base = {}
         for k in curve:

@@ -1,4 +1,4 @@
-"""How a batch's rows go through the decoder backbone for :func:`~lit_alpha.sampling.logprobs.token_logprobs`:
+"""How a batch's rows go through the decoder backbone for :func:`~lit_alpha.scoring.logprobs.token_logprobs`:
 only the work the log-probs need.
 
 A training batch is ``[N, T] = [N, P + L]``: left-padded prompts, then completions right-padded to the

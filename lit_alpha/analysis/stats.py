@@ -1,49 +1,25 @@
 """Statistics of the precision–coverage frontier: pass@k per problem, the random guesser, answer
 diversity, aligning and grouping runs, bootstrap over problems, the upper-right hull, difficulty
-transitions. Pure numpy; drawing and I/O live in :mod:`lit_alpha.frontier`.
+transitions. Pure numpy: the analysis of one split is :mod:`lit_alpha.analysis.tables`, figures
+:mod:`lit_alpha.analysis.figures`, files and MLflow :mod:`lit_alpha.analysis.frontier`.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from lit_alpha.metrics.pass_at_k import default_ks, pass_at_k_per_problem  # noqa: F401 - re-exported
+
 GUESSER = "random guesser"
 BIN_NAMES = ("unsolved", "hard", "medium", "easy")
 DEFAULT_BIN_EDGES = (0.25, 0.75)  # hard ≤ 0.25 < medium ≤ 0.75 < easy; unsolved is c = 0
-
-def default_ks(n: int) -> list[int]:
-    """1, 2, 4, …, up to n (and n itself)."""
-    ks, k = [], 1
-    while k < n:
-        ks.append(k)
-        k *= 2
-    return ks + [int(n)]
-
-
-def pass_at_k_per_problem(n: Sequence[int], c: Sequence[int], k: int) -> np.ndarray:
-    """Unbiased pass@k of each problem, ``1 − C(n−c,k)/C(n,k)``, computed in log space.  [P] float64"""
-    n = np.asarray(n, dtype=np.int64)
-    c = np.asarray(c, dtype=np.int64)
-    if np.any(c < 0) or np.any(c > n):
-        raise ValueError("every problem needs 0 <= c <= n")
-    if np.any(n < k):
-        raise ValueError(f"pass@{k} needs at least {k} samples per problem, got min {int(n.min())}")
-    out = np.ones(n.shape, dtype=np.float64)
-    some_wrong = (n - c) >= k
-    nn, cc = n[some_wrong].astype(np.float64), c[some_wrong].astype(np.float64)
-    lg = np.vectorize(math.lgamma, otypes=[np.float64])
-    if nn.size:
-        log_ratio = lg(nn - cc + 1) - lg(nn - cc - k + 1) - lg(nn + 1) + lg(nn - k + 1)
-        out[some_wrong] = -np.expm1(log_ratio)
-    return np.clip(out, 0.0, 1.0)
-
 
 def pass_at_k_matrix(n: Sequence[int], c: Sequence[int], ks: Sequence[int]) -> np.ndarray:
     """Per-problem pass@k for every k.  [P, K]"""
@@ -58,7 +34,7 @@ def guesser_matrix(p: Sequence[float], ks: Sequence[int]) -> np.ndarray:
 
 def guesser_hit_probabilities(records: Iterable[Mapping[str, Any]]) -> np.ndarray:
     """Exact hit probability of the random guesser on each Countdown problem (``numbers``, ``target``)."""
-    from lit_alpha.metrics.guesser import exact_hit_probability, sampled_hit_probability
+    from lit_alpha.tasks.countdown.guesser import exact_hit_probability, sampled_hit_probability
 
     cache: dict[tuple, float] = {}
     out = []
@@ -220,22 +196,74 @@ def guesser_run(template: RunResult) -> RunResult | None:
                      hit_p=guesser_hit_probabilities(template.records))
 
 
-def run_matrix(run: RunResult, ks: Sequence[int]) -> np.ndarray:
-    """Per-problem pass@k of a run (the guesser's in closed form).  [P, K]"""
-    return run.matrix(ks)
-
-
 # -- curves and bootstrap -----------------------------------------------------------------
 def pass_at_k_curve(run: RunResult, ks: Sequence[int]) -> np.ndarray:
     """Mean pass@k over problems for each k.  [K]"""
-    return run_matrix(run, ks).mean(axis=0)
+    return run.matrix(ks).mean(axis=0)
+
+
+@dataclass(frozen=True)
+class Bootstrap:
+    """``num_boot`` seeded resamples (with replacement) of ``num_problems`` problems, the same for every
+    statistic of an analysis, so differences between runs are paired. Intervals are percentile intervals
+    from ``scipy.stats.bootstrap``; :attr:`indices` are the very resamples it draws (for the hull band,
+    which needs every run's means on each resample jointly)."""
+
+    num_problems: int
+    num_boot: int = 1000
+    seed: int = 0
+    level: float = 0.95
+
+    def __post_init__(self) -> None:
+        if self.num_problems < 1 or self.num_boot < 1:
+            raise ValueError("need at least one problem and one resample")
+
+    def rng(self) -> np.random.Generator:
+        return np.random.default_rng([self.seed, self.num_problems])
+
+    @property
+    def indices(self) -> np.ndarray:
+        """The resamples of problem indices, as scipy draws them from :meth:`rng`.  [B, P]"""
+        return self.rng().integers(0, self.num_problems, size=(self.num_boot, self.num_problems))
+
+    def _run(self, data: tuple[np.ndarray, ...], statistic, paired: bool):
+        from scipy.stats import bootstrap
+
+        with warnings.catch_warnings():  # a constant sample (zero-width interval) is a fine answer here
+            warnings.simplefilter("ignore")
+            return bootstrap(data, statistic, n_resamples=self.num_boot, batch=None, vectorized=True, paired=paired,
+                             axis=0, confidence_level=self.level, method="percentile", rng=self.rng())
+
+    def interval(self, values: np.ndarray, statistic=np.mean) -> tuple[np.ndarray, np.ndarray]:
+        """Percentile interval of ``statistic`` over problems (axis 0) of ``values`` [P, ...] → ([...], [...]);
+        resamples where the statistic is NaN (``np.nanmean`` of only NaNs) are left out."""
+        values = np.asarray(values, dtype=np.float64)
+        res = self._run((values,), lambda x, axis: statistic(x, axis=axis), paired=False)
+        boot = np.moveaxis(np.asarray(res.bootstrap_distribution), -1, 0)  # [B, ...]
+        if not np.isnan(boot).any():
+            return np.asarray(res.confidence_interval.low), np.asarray(res.confidence_interval.high)
+        q = [50 * (1 - self.level), 50 * (1 + self.level)]
+        low, high = np.nanpercentile(boot, q, axis=0)
+        return low, high
+
+    def paired_difference(self, a: np.ndarray, b: np.ndarray) -> tuple[float, float, float, float]:
+        """``mean(a) − mean(b)`` over problems, its interval and two-sided p-value, resampling the problems
+        of both together (``paired=True``).  a, b: [P] → (difference, low, high, p)"""
+        d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+        res = self._run((np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)),
+                        lambda x, y, axis: x.mean(axis=axis) - y.mean(axis=axis), paired=True)
+        boot = np.asarray(res.bootstrap_distribution)  # [B]
+        if np.all(d == 0):
+            p = 1.0
+        else:
+            ties = 0.5 * (boot == 0).mean()  # mid-p: resamples with exactly no difference count half
+            p = float(min(1.0, 2 * min((boot < 0).mean() + ties, (boot > 0).mean() + ties)))
+        return float(d.mean()), float(res.confidence_interval.low), float(res.confidence_interval.high), p
 
 
 def bootstrap_indices(num_problems: int, num_boot: int = 1000, seed: int = 0) -> np.ndarray:
-    """``num_boot`` resamples (with replacement) of ``range(num_problems)``, seeded.  [B, P]"""
-    if num_problems < 1 or num_boot < 1:
-        raise ValueError("need at least one problem and one resample")
-    return np.random.default_rng([seed, num_problems]).integers(0, num_problems, size=(num_boot, num_problems))
+    """``num_boot`` resamples (with replacement) of ``range(num_problems)``, seeded: :attr:`Bootstrap.indices`.  [B, P]"""
+    return Bootstrap(num_problems, num_boot, seed).indices
 
 
 def bootstrap_means(per_problem: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -243,16 +271,10 @@ def bootstrap_means(per_problem: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return per_problem[idx].mean(axis=1)
 
 
-def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Percentile interval of bootstrap samples along axis 0."""
-    lo, hi = (1 - level) / 2, 1 - (1 - level) / 2
-    return np.quantile(samples, lo, axis=0), np.quantile(samples, hi, axis=0)
-
-
-def curve_with_band(run: RunResult, ks: Sequence[int], idx: np.ndarray, level: float = 0.95):
-    """(mean curve, lower band, upper band) of pass@k over k, bootstrapped over problems."""
-    m = run_matrix(run, ks)
-    low, high = percentile_interval(bootstrap_means(m, idx), level)
+def curve_with_band(run: RunResult, ks: Sequence[int], boot: Bootstrap):
+    """(mean curve, lower band, upper band) of pass@k over k, bootstrapped over problems.  [K] each"""
+    m = run.matrix(ks)
+    low, high = boot.interval(m)
     return m.mean(axis=0), low, high
 
 
@@ -271,32 +293,25 @@ class PairedDifference:
         return self.low > 0 or self.high < 0
 
 
-def paired_bootstrap(a: np.ndarray, b: np.ndarray, idx: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float]:
+def paired_bootstrap(a: np.ndarray, b: np.ndarray, boot: Bootstrap) -> tuple[float, float, float, float]:
     """Paired bootstrap of ``mean(a) − mean(b)`` over problems (same resample for both).
 
-    ``a``, ``b``: per-problem values on the same problems [P]; ``idx``: [B, P] resamples.
-    Returns (difference, CI low, CI high, two-sided p-value).
+    ``a``, ``b``: per-problem values on the same problems [P]. The interval is the percentile interval
+    of the resampled differences; the two-sided p-value ``2·min(P*(Δ < 0), P*(Δ > 0))`` (ties at 0
+    count half, clipped to 1). Returns (difference, CI low, CI high, p-value).
     """
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"paired values need the same problems, got {a.shape} and {b.shape}")
-    d = a - b
-    boot = d[idx].mean(axis=1)
-    low, high = percentile_interval(boot, level)
-    if np.all(d == 0):
-        p = 1.0
-    else:
-        ties = 0.5 * (boot == 0).mean()  # mid-p: resamples with exactly no difference count half
-        p = float(min(1.0, 2 * min((boot < 0).mean() + ties, (boot > 0).mean() + ties)))
-    return float(d.mean()), float(low), float(high), p
+    return boot.paired_difference(a, b)
 
 
-def significance_table(runs: Sequence[RunResult], ks: Sequence[int], idx: np.ndarray,
-                       reference: str | None = None, level: float = 0.95) -> list[PairedDifference]:
+def significance_table(runs: Sequence[RunResult], ks: Sequence[int], boot: Bootstrap,
+                       reference: str | None = None) -> list[PairedDifference]:
     """Paired-bootstrap differences of pass@k for each k in ``ks``: every run against ``reference``
     (if given), else every pair of runs. Runs must be aligned (:func:`align`)."""
     names = [r.name for r in runs]
-    mats = {r.name: run_matrix(r, ks) for r in runs}
+    mats = {r.name: r.matrix(ks) for r in runs}
     if reference is not None:
         if reference not in mats:
             raise ValueError(f"reference run {reference!r} not among {names}")
@@ -306,7 +321,7 @@ def significance_table(runs: Sequence[RunResult], ks: Sequence[int], idx: np.nda
     out = []
     for a, b in pairs:
         for j, k in enumerate(ks):
-            diff, low, high, p = paired_bootstrap(mats[a][:, j], mats[b][:, j], idx, level)
+            diff, low, high, p = paired_bootstrap(mats[a][:, j], mats[b][:, j], boot)
             out.append(PairedDifference(a, b, int(k), diff, low, high, p))
     return out
 
@@ -377,5 +392,3 @@ def format_transition(table: np.ndarray, base: str, tuned: str) -> str:
     lines.append(f"{'total':<{width + 10}}" + "".join(f"{v:>{width}d}" for v in table.sum(0)) + f"{table.sum():>{width}d}")
     return "\n".join(lines)
 
-
-# -- the whole analysis -------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""MLflow tracking: a logger for the default local sqlite store, and the resolved config as artifact.
+"""MLflow tracking: a logger for the default local sqlite store, the resolved config as artifact, and
+reading the store back (:func:`store_client`, :func:`runs_named`: the one "runs of this name" query).
 
 MLflow ≥ 3.17 refuses a bare ``./mlruns`` file store, so the default is a sqlite database inside
 ``mlruns/`` with artifacts beside it. MLflow also forbids ``@`` in metric names: ``val/pass@64`` is
@@ -48,7 +49,7 @@ def mlflow_metric_name(name: str) -> str:
 def prepare_sqlite_store(tracking_uri: str, experiment_name: str, artifact_location: str | None) -> None:
     """Create a sqlite store's tables and the experiment under a file lock.
 
-    Two runs started at once on a fresh store (``lit_alpha.sweep --jobs 2``, or a user's two
+    Two runs started at once on a fresh store (``lit_alpha.analysis.sweep --jobs 2``, or a user's two
     terminals) otherwise race in MLflow's schema migration ("Online migration expected to match one
     row") or in experiment creation (unique name). ``tracking_uri`` must be absolute.
     """
@@ -111,7 +112,7 @@ class MLflowLogger(MLFlowLogger):
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         renamed = {mlflow_metric_name(k): v for k, v in metrics.items()}
         if self._last_logged == (step, renamed):
-            return  # the same step's metrics flushed twice (see lit_alpha.checkpoint.Checkpoint)
+            return  # the same step's metrics flushed twice (see lit_alpha.training.checkpoint.Checkpoint)
         self._last_logged = (step, dict(renamed))
         super().log_metrics(renamed, step)
 
@@ -145,3 +146,40 @@ class MLflowConfigSaver(SaveConfigCallback):
                 name = "config.resumed.yaml" if existing else "config.yaml"
                 logger.experiment.log_text(logger.run_id, text, name)
                 logger.log_hyperparams({k: v for k, v in params.items() if k not in existing})
+
+
+# -- reading the run store ------------------------------------------------------------------------
+def store_client(tracking_uri: str, create: bool = True):
+    """An ``MlflowClient`` on the (normalised) store; None when ``create`` is False and the sqlite file
+    does not exist yet (reading must not create an empty store)."""
+    from mlflow.tracking import MlflowClient
+
+    uri = normalize_tracking_uri(tracking_uri)
+    if not create and uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None
+    return MlflowClient(uri)
+
+
+def run_name_filter(name: str) -> str | None:
+    """MLflow's ``filter_string`` for runs named exactly ``name``. MLflow's parser takes a string literal
+    verbatim between its quotes (no escapes): single quotes, or double quotes when the name holds a
+    single quote; None when it holds both (no literal can: :func:`runs_named` then filters itself)."""
+    if "'" not in name:
+        return f"attributes.run_name = '{name}'"
+    if '"' not in name:
+        return f'attributes.run_name = "{name}"'
+    return None
+
+
+def runs_named(client, experiment_id: str, name: str | None, max_results: int = 5000) -> list:
+    """The runs of the experiment named exactly ``name`` (every run when None), newest first."""
+    query = "" if name is None else (run_name_filter(name) or "")
+    runs, token = [], None
+    while len(runs) < max_results:
+        page = client.search_runs([experiment_id], filter_string=query, order_by=["attributes.start_time DESC"],
+                                  max_results=min(1000, max_results - len(runs)), page_token=token)
+        runs += [r for r in page if name is None or r.info.run_name == name]
+        token = page.token
+        if not token:
+            break
+    return runs

@@ -3,7 +3,7 @@
 ``--trainer.precision bf16-mixed`` is Lightning's autocast: parameters, gradients and the AdamW
 state stay float32 (the master weights), the matmuls and attention run in bfloat16, and everything
 numerically sensitive is float32 by construction: the output logits are upcast before the
-log-softmax (:mod:`lit_alpha.sampling.logprobs`, :mod:`lit_alpha.sampling.hf`), sequence log-prob sums,
+log-softmax (:mod:`lit_alpha.scoring.logprobs`, :mod:`lit_alpha.sampling.hf`), sequence log-prob sums,
 the α-DPG ratios and every objective are elementwise float32 maths (autocast only lowers matmul-like
 ops), and the entropy's dot product runs with autocast off.
 

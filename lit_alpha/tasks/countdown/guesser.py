@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from lit_alpha.tasks.countdown import random_expression
+from lit_alpha.tasks.countdown.task import random_expression
 
 
 def _apply(a: Fraction, b: Fraction, op: str) -> Fraction:

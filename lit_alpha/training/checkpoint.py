@@ -197,19 +197,13 @@ def _checkpoint_step(path: Path) -> int | None:
 def find_resume(tracking_uri: str, experiment_name: str, run_name: str | None, root: str | os.PathLike) -> Resume | None:
     """The newest checkpoint of the most recent run named ``run_name`` (any run if None) in the
     experiment, looked for in ``<root>/<experiment id>/<run id>/checkpoints``; None if there is none."""
-    from mlflow.tracking import MlflowClient
+    from lit_alpha.training.tracking import runs_named, store_client
 
-    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).is_file():
-        return None  # no store yet: nothing to resume (and do not create one here)
-    client = MlflowClient(tracking_uri)
-    experiment = client.get_experiment_by_name(experiment_name)
+    client = store_client(tracking_uri, create=False)  # no store yet: nothing to resume (and do not create one)
+    experiment = client.get_experiment_by_name(experiment_name) if client is not None else None
     if experiment is None:
         return None
-    query = ""
-    if run_name is not None:
-        query = "attributes.run_name = '{}'".format(run_name.replace("\\", "\\\\").replace("'", "\\'"))
-    runs = client.search_runs([experiment.experiment_id], filter_string=query,
-                              order_by=["attributes.start_time DESC"], max_results=100)
+    runs = runs_named(client, experiment.experiment_id, run_name, max_results=100)
     for run in runs:
         directory = Path(root) / experiment.experiment_id / run.info.run_id / "checkpoints"
         ckpt = newest_checkpoint(directory) if directory.is_dir() else None

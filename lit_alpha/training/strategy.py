@@ -1,6 +1,6 @@
 """Sharded training of any Hugging Face causal LM: :class:`DecoderFSDP`, a Lightning ``FSDPStrategy``.
 
-``--trainer.strategy lit_alpha.strategy.DecoderFSDP`` shards the policy *and* the frozen base with
+``--trainer.strategy lit_alpha.training.strategy.DecoderFSDP`` shards the policy *and* the frozen base with
 PyTorch FSDP (``FullyShardedDataParallel``), one FSDP unit per decoder layer, the layer classes found
 at setup from the model's ``_no_split_modules`` (what ``transformers`` itself never splits across
 devices), so no per-architecture configuration is needed.
@@ -316,11 +316,11 @@ class DecoderFSDP(FSDPStrategy):
 
 def _register() -> None:
     """``--trainer.strategy decoder_fsdp`` (or the class path as a plain string) picks DecoderFSDP
-    with its defaults; ``--trainer.strategy.class_path lit_alpha.strategy.DecoderFSDP`` also sets its
+    with its defaults; ``--trainer.strategy.class_path lit_alpha.training.strategy.DecoderFSDP`` also sets its
     ``init_args``. (Lightning lower-cases strategy names before looking them up.)"""
     from lightning.pytorch.strategies import StrategyRegistry
 
-    for name in ("decoder_fsdp", "lit_alpha.strategy.decoderfsdp"):
+    for name in ("decoder_fsdp", "lit_alpha.training.strategy.decoderfsdp"):
         StrategyRegistry.register(name, DecoderFSDP, description=DecoderFSDP.__doc__.splitlines()[0], override=True)
 
 

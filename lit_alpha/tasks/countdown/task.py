@@ -92,7 +92,7 @@ class CountdownTask(Task):
         seed: seeds splits and problems; change it for a different task instance.
         prompt_template: format string with ``{numbers}`` (space separated) and ``{target}``.
         problems_file: a JSONL file of your own problems (format in
-            :mod:`lit_alpha.tasks.problems_file`); its ``train`` rows replace the generated training
+            :mod:`lit_alpha.tasks.countdown.problems_file`); its ``train`` rows replace the generated training
             stream, its ``val``/``test`` rows the generated sets (a split it lacks stays generated,
             and keeping its splits disjoint is then up to you). Every row is checked at start-up.
     """
@@ -110,7 +110,7 @@ class CountdownTask(Task):
         prompt_template: str = "{numbers} | {target} = ",
         problems_file: str | None = None,
     ) -> None:
-        from lit_alpha.tasks.problems_file import load_problems
+        from lit_alpha.tasks.countdown.problems_file import load_problems
         from lit_alpha.verifiers.countdown import CountdownVerifier
 
         if n_numbers < 2:
@@ -149,7 +149,7 @@ class CountdownTask(Task):
         The problem generator itself: a random multiset of the split in random order, then random
         expressions over it until one has an integer value in the target range. The expression is
         a correct attempt drawn from the random guesser's distribution given the target, which is
-        what ``lit_alpha.pretrain --attempts sampled`` trains on when the solution table is too
+        what ``lit_alpha.tasks.countdown.pretrain --attempts sampled`` trains on when the solution table is too
         large to enumerate (5 numbers).
         """
         pool = self._splits[split]

@@ -20,7 +20,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
 from lit_alpha.models import AdapterDisabled, eval_mode
-from lit_alpha.sampling.layout import completion_states, position_ids_from_mask
+from lit_alpha.scoring.layout import completion_states, position_ids_from_mask
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ def token_logprobs(
     (and the entropy), so every log-prob is a float32 reduction of bf16-rounded logits. With
     ``with_entropy`` it returns ``(logprobs, entropy)``, ``entropy[i, t]`` the full-vocabulary entropy of ``π(·|input_ids[i, :t])``
     (detached, ``[N, T]``, 0 where the log-prob is 0). Only completion tokens run through the output
-    layer, and shared prompts and padding are not run through the backbone (:mod:`lit_alpha.sampling.layout`).
+    layer, and shared prompts and padding are not run through the backbone (:mod:`lit_alpha.scoring.layout`).
 
     ``chunk_tokens`` bounds memory: the ``N·L`` completion positions (``L = T − prompt_len``) go through
     the output embedding this many at a time, each chunk under activation checkpointing, so neither the

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import torch
 
-ASSETS = Path(__file__).parent / "assets"
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EMBEDDED = {"countdown-tiny": ASSETS / "countdown-tiny", "countdown5-tiny": ASSETS / "countdown5-tiny"}
 
 
@@ -112,7 +112,7 @@ class AdapterDisabled:
 
     Deliberately not an ``nn.Module``: assigned to a module attribute it registers nothing, so the
     policy's weights appear once in ``state_dict()``, ``parameters()`` and the optimizer. It offers
-    what the sampler and :func:`lit_alpha.sampling.logprobs.token_logprobs` use of a model: calling it,
+    what the sampler and :func:`lit_alpha.scoring.logprobs.token_logprobs` use of a model: calling it,
     ``parameters()``, ``training``, ``train()``/``eval()`` (no-ops: the view is always in eval mode)
     and :meth:`unwrapped`.
 

@@ -1,0 +1,148 @@
+"""The frontier analysis of one split, from aligned per-problem results, and its tables as text.
+
+:func:`analyse` aligns the runs on their shared problems, picks the ks and the frontier's k and draws
+the bootstrap resamples once; :class:`Analysis` then gives the curves with bands, the (pass@1, pass@k)
+points, the upper-right hull, paired significance, difficulty transitions and diversity/divergence rows.
+Pure numpy (statistics in :mod:`lit_alpha.analysis.stats`); figures in :mod:`lit_alpha.analysis.figures`,
+files and MLflow in :mod:`lit_alpha.analysis.frontier`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from lit_alpha.analysis.stats import (GUESSER, TARGET_COLUMNS, Bootstrap, PairedDifference, RunResult, align,
+                                      curve_with_band, default_ks, group_seeds, guesser_run, significance_table,
+                                      transition_table, upper_right_hull)
+
+
+@dataclass
+class Analysis:
+    split: str
+    runs: list[RunResult]  # aligned, guesser last if present
+    ks: list[int]
+    k: int
+    boot: Bootstrap  # the resamples of the problems every interval uses
+    reference: str | None
+
+    @property
+    def level(self) -> float:
+        return self.boot.level
+
+    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        return {r.name: curve_with_band(r, self.ks, self.boot) for r in self.runs}
+
+    def points(self) -> dict[str, tuple[float, float, float, float, float, float]]:
+        """name → (pass@1, lo, hi, pass@k, lo, hi)."""
+        out = {}
+        for r in self.runs:
+            m = r.matrix([1, self.k])
+            mean = m.mean(0)
+            lo, hi = self.boot.interval(m)
+            out[r.name] = (mean[0], lo[0], hi[0], mean[1], lo[1], hi[1])
+        return out
+
+    def models(self) -> list[RunResult]:
+        return [r for r in self.runs if r.name != GUESSER]
+
+    def hull(self) -> list[str]:
+        models = self.models()
+        pts = self.points()
+        idx = upper_right_hull([(pts[r.name][0], pts[r.name][3]) for r in models])
+        return [models[i].name for i in idx]
+
+    def significance(self, all_pairs: bool = False) -> list[PairedDifference]:
+        ref = None if all_pairs else self.reference
+        return significance_table(self.models(), sorted({1, self.k}), self.boot, ref)
+
+    def transitions(self) -> dict[str, np.ndarray]:
+        if self.reference is None:
+            return {}
+        by = {r.name: r for r in self.models()}
+        return {name: transition_table(by[self.reference], r) for name, r in by.items() if name != self.reference}
+
+    def diversity_rows(self) -> list[dict[str, Any]]:
+        rows = []
+        for r in self.models():
+            row = {"run": r.name, "problems": len(r.problem_ids), "n": int(r.n.min())}
+            row.update({k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+                        for k, v in r.diversity.items()})
+            rows.append(row)
+        return rows
+
+    def target_rows(self) -> list[dict[str, Any]]:
+        """Mean divergence to the target over the problems the base solves, with bootstrap intervals."""
+        rows = []
+        for r in self.models():
+            row: dict[str, Any] = {}
+            for col in TARGET_COLUMNS:
+                v = r.diversity.get(col)
+                if v is None or not np.isfinite(v).any():
+                    continue
+                lo, hi = self.boot.interval(v, np.nanmean)  # mean over the problems the base solves
+                row.update({col: float(np.nanmean(v)), f"{col}_lo": float(lo), f"{col}_hi": float(hi)})
+                row.setdefault("problems", int(np.isfinite(v).sum()))
+            if row:
+                rows.append({"run": r.name, **row})
+        keys = list(dict.fromkeys(k for row in rows for k in row))  # every column in every row
+        return [{k: row.get(k, float("nan")) for k in keys} for row in rows]
+
+
+def analyse(runs: Sequence[RunResult], split: str = "val", k: int | None = None, num_boot: int = 1000,
+            seed: int = 0, level: float = 0.95, reference: str | None = "base", guesser: bool = True,
+            seeds_grouped: bool = False) -> Analysis:
+    """Align runs on their shared problems, choose ks (1, 2, 4, … up to the smallest n) and the
+    frontier's k (default: the smallest n), draw the bootstrap resamples once."""
+    if not runs:
+        raise ValueError("no runs to analyse")
+    runs = align(runs)
+    n_min = int(min(int(r.n.min()) for r in runs))
+    k = n_min if k is None else int(k)
+    if not 1 <= k <= n_min:
+        raise ValueError(f"k must be in [1, {n_min}] (the fewest samples per problem of any run), got {k}")
+    ks = sorted(set(default_ks(n_min)) | {k})
+    if seeds_grouped:
+        runs = group_seeds(runs)
+    if guesser:
+        g = guesser_run(runs[0])
+        if g is not None:
+            runs = list(runs) + [g]
+    names = [r.name for r in runs]
+    if reference is not None and reference not in names:
+        reference = None
+    boot = Bootstrap(len(runs[0].problem_ids), num_boot, seed, level)
+    return Analysis(split, list(runs), ks, k, boot, reference)
+
+
+# -- tables as text -----------------------------------------------------------------------
+def format_points(analysis: Analysis) -> str:
+    hull = set(analysis.hull())
+    lines = [f"{'run':<24}{'pass@1':>18}{'pass@' + str(analysis.k):>18}  hull"]
+    for name, (x, xl, xh, y, yl, yh) in analysis.points().items():
+        lines.append(f"{name:<24}{x:>8.3f} [{xl:.3f},{xh:.3f}]{y:>6.3f} [{yl:.3f},{yh:.3f}]  {'*' if name in hull else ''}")
+    return "\n".join(lines)
+
+
+def format_significance(rows: Sequence[PairedDifference]) -> str:
+    lines = [f"{'a':<20}{'b':<20}{'k':>5}{'a−b':>9}{'CI low':>9}{'CI high':>9}{'p':>8}  sig"]
+    for r in rows:
+        lines.append(f"{r.a:<20}{r.b:<20}{r.k:>5}{r.diff:>9.3f}{r.low:>9.3f}{r.high:>9.3f}{r.p_value:>8.3f}  "
+                     f"{'*' if r.significant else ''}")
+    return "\n".join(lines)
+
+
+def format_rows(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return "(none)"
+    cols = list(rows[0])
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) + 2 for c in cols}
+    lines = ["".join(f"{c:>{widths[c]}}" for c in cols)]
+    lines += ["".join(f"{_fmt(r.get(c)):>{widths[c]}}" for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
