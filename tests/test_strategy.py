@@ -220,6 +220,17 @@ def test_decoder_fsdp_bf16_fit_and_resume_through_the_cli(tmp_path) -> None:
     assert any(not torch.equal(state[k], v) for k, v in module.state_dict().items() if k in state)  # it trained
     assert any(not torch.equal(state[k], step2[k]) for k in state)  # ... and the resumed step 3 too
 
+    # the HF model the fit wrote at its end: gathered from both ranks' shards by rank 0, it is the
+    # checkpointed policy exactly, and loads with plain transformers
+    from transformers import AutoModelForCausalLM
+
+    (model_dir,) = [p for p in tmp_path.glob("mlruns/*/*/model") if (p / "config.json").exists()]
+    exported = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).state_dict()
+    policy = {k.removeprefix("policy."): v for k, v in state.items()}
+    assert set(policy) <= set(exported) and len(policy) >= 10
+    for name, value in policy.items():
+        assert torch.equal(exported[name], value.float()), name
+
 
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_MODEL, reason="needs the embedded model")
