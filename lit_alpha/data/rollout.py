@@ -56,10 +56,15 @@ def split_key(eval_seed: int, split: str, index: int) -> list[int]:
     return [eval_seed, SPLIT_CODES.get(split, 3), index]
 
 
+def seed_of(key: Sequence[int]) -> int:
+    """The torch seed of ``key``: one draw of a numpy generator seeded with it (a SeedSequence)."""
+    return int(np.random.default_rng(list(key)).integers(2**62))
+
+
 def seeded_generator(key: Sequence[int], device: torch.device | str = "cpu") -> torch.Generator:
-    """A torch generator on ``device`` seeded from ``key`` (through numpy's SeedSequence)."""
+    """A torch generator on ``device`` seeded with :func:`seed_of` ``(key)``."""
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(np.random.default_rng(list(key)).integers(2**62)))
+    generator.manual_seed(seed_of(key))
     return generator
 
 
@@ -236,7 +241,7 @@ class Rollout:
             if not models.supports_base_samples:
                 raise UserError(f"data.base_samples: {models.objective} does not support base samples (a "
                                 f"mixture proposal); use lit_alpha.objectives.AlphaDPG or base_samples 0")
-            generator.manual_seed(int(np.random.default_rng([*key, 1]).integers(2**62)))
+            generator.manual_seed(seed_of([*key, 1]))  # the π_base samples' own stream
             with self._precision(), torch.no_grad():
                 extra = self.sample(models.base, records, self.base_samples, generator)
             pad = models.tokenizer.pad_token_id if models.tokenizer.pad_token_id is not None else 0
