@@ -247,7 +247,8 @@ def cli_fit(cwd: Path, *extra: str, config: str = "a05", callbacks: list[dict] |
     (cwd / "probe").mkdir(parents=True, exist_ok=True)
     probe = {"class_path": "test_ddp.PromptRecorder", "init_args": {"out": str(cwd / "probe")}}
     callbacks = json.dumps([probe, *(callbacks or [])])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    # the repository first: the subprocess runs this checkout's lit_alpha, not an installed copy
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     args = [sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / f"configs/{config}.yaml"), *SMALL,
             "--trainer.callbacks", callbacks, "--trainer.accelerator", "cpu", *extra]
