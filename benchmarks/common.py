@@ -205,7 +205,7 @@ def worker_env(threads: int) -> dict[str, str]:
 
 def train_records(cfg: BenchConfig) -> list[list[dict[str, Any]]]:
     """The prompts of each step, exactly as lit_alpha's training stream draws them (``PromptStream``)."""
-    from lit_alpha.data.datamodule import PromptStream
+    from lit_alpha.data.sources import PromptStream
     from lit_alpha.tasks import CountdownTask
 
     stream = iter(PromptStream(CountdownTask(), cfg.prompts_per_step, cfg.seed))

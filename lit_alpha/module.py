@@ -22,6 +22,7 @@ from torch.autograd.graph import increment_version
 from jsonargparse import lazy_instance
 
 from lit_alpha.batch import ObjectiveInputs, RolloutBatch
+from lit_alpha.data.rollout import RolloutModels
 from lit_alpha.errors import NonFiniteError, UserError
 from lit_alpha.training.memory import peak_rss_mb
 from lit_alpha.metrics.pass_at_k import DistinctCorrect, PassAtK, default_ks
@@ -31,7 +32,6 @@ from lit_alpha.objectives.base import Objective
 from lit_alpha.training.precision import cast_frozen_linears, clip_gradients, frozen_base_dtype, fused_ok
 from lit_alpha.scoring.logprobs import token_logprobs
 from lit_alpha.verifiers.base import is_correct
-from lit_alpha.verifiers.guarded import FAULTS
 
 log = logging.getLogger(__name__)
 
@@ -119,13 +119,20 @@ class AlphaModule(L.LightningModule):
         self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient, over the whole run
         self.bad_streak = 0  # ... of which this many in a row, up to now
         self._step_skipped = False
-        # every verifier/<reason>_frac logged so far; the fault reasons are logged from the start
-        self.verifier_reasons: set[str] = {f"verifier/{kind}_frac" for kind in FAULTS}
 
     @property
     def scores_base(self) -> bool:
         """Are training samples scored under π_base (``score_base``, else the objective's ``needs_base``)?"""
         return bool(self.score_base) or bool(getattr(self.objective, "needs_base", True))
+
+    def rollout_models(self) -> RolloutModels:
+        """What the rollout samples and scores with (handed over once per stage, after the strategy has
+        wrapped the models): the policy, π_base, the tokenizer, and the decisions that depend on the
+        objective (``needs_base``: :attr:`scores_base`, decided here only)."""
+        return RolloutModels(policy=self.policy, tokenizer=self.tokenizer, base=self.base,
+                             needs_base=self.scores_base,
+                             supports_base_samples=bool(getattr(self.objective, "supports_base_samples", False)),
+                             objective=type(self.objective).__name__)
 
     # -- training ----------------------------------------------------------------------------
     def training_step(self, batch: RolloutBatch, batch_idx: int) -> torch.Tensor:
@@ -136,8 +143,6 @@ class AlphaModule(L.LightningModule):
             )
         else:
             logprobs = token_logprobs(self.policy, batch.input_ids, batch.attention_mask, batch.prompt_len)
-        if batch.base_logprobs is None and self.scores_base:
-            raise RuntimeError("this training batch carries no base log-probs but the objective needs them")
         max_steps = self.trainer.max_steps if self._trainer is not None else 0
         out = self.objective(ObjectiveInputs(
             logprobs=logprobs,  # [N, T] with grad
@@ -154,10 +159,8 @@ class AlphaModule(L.LightningModule):
         ))
         size = batch.rewards.numel()
         self.log_dict({f"train/{k}": v for k, v in out.metrics.items()}, batch_size=size)
-        stats = {k: float(v) for k, v in batch.stats.items()}
-        # a reason absent from this batch is 0, not its last value (Lightning re-logs stale step values)
-        self.verifier_reasons.update(k for k in stats if k.startswith("verifier/") and k.endswith("_frac"))
-        self.log_dict({**{k: 0.0 for k in sorted(self.verifier_reasons)}, **stats}, batch_size=size)
+        # the rollout's timings and verdict reasons (every verifier/<reason>_frac seen so far, 0 if absent)
+        self.log_dict({k: float(v) for k, v in batch.stats.items()}, batch_size=size)
         self.log("train/completion_len", batch.completion_mask.sum(-1).mean(), batch_size=size)
         # the sampler's recorded log-probs vs this forward: ~1e-7 for the HF sampler, more with vLLM/fp16
         # (offline RFT: old = π_base, so this is the policy's drift from the base instead)
@@ -334,7 +337,6 @@ class AlphaModule(L.LightningModule):
         checkpoint["lit_alpha"] = {  # what a resumed run needs beyond Lightning's own state
             "skipped_steps": self.skipped_steps,
             "bad_streak": self.bad_streak,
-            "verifier_reasons": sorted(self.verifier_reasons),
             "rng": rng_states(),
         }
 
@@ -348,6 +350,5 @@ class AlphaModule(L.LightningModule):
         extra = checkpoint.get("lit_alpha", {})
         self.skipped_steps = int(extra.get("skipped_steps", 0))
         self.bad_streak = int(extra.get("bad_streak", 0))
-        self.verifier_reasons |= set(extra.get("verifier_reasons", []))
         if "rng" in extra:
             set_rng_states(extra["rng"])

@@ -24,7 +24,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from lit_alpha.batch import ObjectiveInputs, RolloutBatch
-from lit_alpha.data.datamodule import PromptStream, eval_batches, rollout_key, shard_groups
+from lit_alpha.data.datamodule import eval_batches
+from lit_alpha.data.rollout import train_key
+from lit_alpha.data.sources import PromptStream, shard_groups
 from lit_alpha.errors import UserError
 from lit_alpha.models import EMBEDDED
 from lit_alpha.objectives import GRPO, AlphaDPG
@@ -185,9 +187,9 @@ def test_prompts_per_step_must_divide_by_the_number_of_processes() -> None:
         PromptStream(CountdownTask(num_val=4, num_test=4), 6, seed=0, rank=0, world_size=4)
 
 
-def test_rollout_key_keeps_single_process_seeds_and_separates_ranks() -> None:
-    assert rollout_key(7, 5) == [7, 0, 5]  # unchanged for one process: old runs resume identically
-    keys = {tuple(rollout_key(7, 5, r, 4)) for r in range(4)}
+def test_train_key_keeps_single_process_seeds_and_separates_ranks() -> None:
+    assert train_key(7, 5) == [7, 0, 5]  # unchanged for one process: old runs resume identically
+    keys = {tuple(train_key(7, 5, r, 4)) for r in range(4)}
     assert len(keys) == 4 and (7, 0, 5) not in keys
 
 
@@ -245,7 +247,8 @@ def cli_fit(cwd: Path, *extra: str, config: str = "a05", callbacks: list[dict] |
     (cwd / "probe").mkdir(parents=True, exist_ok=True)
     probe = {"class_path": "test_ddp.PromptRecorder", "init_args": {"out": str(cwd / "probe")}}
     callbacks = json.dumps([probe, *(callbacks or [])])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")]),
+    # the repository first: the subprocess runs this checkout's lit_alpha, not an installed copy
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     args = [sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / f"configs/{config}.yaml"), *SMALL,
             "--trainer.callbacks", callbacks, "--trainer.accelerator", "cpu", *extra]

@@ -85,7 +85,7 @@ def test_pooled_guard_survives_a_hang_a_crash_and_a_dying_worker():
 # -- empty / truncated completions ------------------------------------------------------------
 def test_empty_and_truncated_completions_are_zero_verdicts_and_counted():
     from fault_injection import BlankingSampler
-    from lit_alpha.data.rollout import rollout
+    from lit_alpha.data.rollout import Rollout, RolloutModels
     from lit_alpha.models import load_policy
     from lit_alpha.objectives import AlphaDPG
     from lit_alpha.sampling.base import SamplingParams
@@ -94,8 +94,9 @@ def test_empty_and_truncated_completions_are_zero_verdicts_and_counted():
     policy, tok = load_policy("countdown-tiny")
     task = CountdownTask(num_val=4, num_test=4)
     records = task.problems("val")[:3]
-    batch = rollout(policy, tok, task, records, 4, BlankingSampler(every=2), SamplingParams(max_new_tokens=3),
-                    torch.Generator().manual_seed(0), base=policy)
+    service = Rollout(task, BlankingSampler(every=2), SamplingParams(max_new_tokens=3))
+    service.attach(RolloutModels(policy=policy, tokenizer=tok, base=policy))
+    batch = service.score_base(service.sample(policy, records, 4, torch.Generator().manual_seed(0)))
     assert batch.reasons[::2] == ["empty"] * 6 and batch.rewards[::2].eq(0).all()
     assert batch.stats["verifier/empty_frac"] == pytest.approx(0.5)
     assert batch.stats["train/truncated_frac"] > 0
@@ -123,7 +124,7 @@ def test_fit_goes_on_through_verifier_faults_and_logs_them(in_tmp):
         assert [s for s, _ in history] == list(range(first, 3)), reason  # every step (0 when absent)
         assert sum(v for _, v in history) > 0, reason
     total = [v for _, v in m["verifier/faults_total"]]
-    assert total == sorted(total) and total[-1] == sum(cli.datamodule.guard.faults.values()) > 0
+    assert total == sorted(total) and total[-1] == sum(cli.datamodule.rollout.guard.faults.values()) > 0
     assert all(math.isfinite(v) for _, v in m["train/loss"])
 
 

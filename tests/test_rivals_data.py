@@ -11,9 +11,9 @@ import torch
 from torch.testing import assert_close
 
 from lit_alpha.data import RolloutDataModule
-from lit_alpha.data.datamodule import _TRAIN, PromptStream
 from lit_alpha.data.offline import OfflineRFT
-from lit_alpha.data.rollout import rollout
+from lit_alpha.data.rollout import _TRAIN, Rollout, RolloutModels
+from lit_alpha.data.sources import PromptStream
 from lit_alpha.models import load_policy
 from lit_alpha.sampling import HFSampler, SamplingParams
 from lit_alpha.scoring import token_logprobs
@@ -58,6 +58,11 @@ def small_dm(offline: OfflineRFT, n_samples: int = 2) -> RolloutDataModule:
     return RolloutDataModule(task=task, prompts_per_step=3, n_samples=n_samples, max_new_tokens=12, offline=offline)
 
 
+def attached(dm: RolloutDataModule, base, tok) -> Rollout:
+    """The datamodule's rollout with ``base`` handed over as policy and π_base."""
+    return dm.rollout.attach(RolloutModels(policy=base, tokenizer=tok, base=base))
+
+
 class CountingSampler(HFSampler):
     calls = 0
 
@@ -71,10 +76,12 @@ def test_offline_cache_built_reused_and_invalidated(tiny, tmp_path) -> None:
     path = tmp_path / "cache.pt"
     offline = OfflineRFT(cache_path=str(path))
     dm = small_dm(offline)
-    dm.sampler = CountingSampler()
+    dm.rollout.sampler = CountingSampler()
     CountingSampler.calls = 0
-    offline.build_cache(dm, base, tok, steps=2)
-    assert path.exists() and CountingSampler.calls == 2 and not offline.cache_reused
+    assert not path.exists()
+    offline.build_cache(attached(dm, base, tok), steps=2)
+    assert path.exists() and CountingSampler.calls == 2  # built, not reused: it sampled both steps
+    built = path.stat()
     assert list(tmp_path.iterdir()) == [path]  # the temporary file was renamed, nothing left over
     batch = offline.batch_at(1)
     # step 1's prompts are those an online run draws at step 1, n samples each, verified
@@ -89,41 +96,44 @@ def test_offline_cache_built_reused_and_invalidated(tiny, tmp_path) -> None:
     assert batch.old_entropy is not None and "train/offline_accept_frac" in batch.stats
     # ... and they are exactly the samples an online run with the base as policy draws at step 1
     gen = torch.Generator().manual_seed(int(np.random.default_rng([dm.seed, _TRAIN, 1]).integers(2**62)))
-    online = rollout(base, tok, dm.task, records, 2, HFSampler(), dm.params, gen)
+    online = Rollout(dm.task, HFSampler(), dm.params).attach(RolloutModels(base, tok)).sample(base, records, 2, gen)
     assert online.completions == batch.completions
     assert_close(online.old_logprobs, batch.old_logprobs)
 
     # same settings: reused without sampling
     again = OfflineRFT(cache_path=str(path))
-    again.build_cache(small_dm(again), base, tok, steps=2)
-    assert again.cache_reused and CountingSampler.calls == 2
+    dm2 = small_dm(again)
+    dm2.rollout.sampler = CountingSampler()
+    again.build_cache(attached(dm2, base, tok), steps=2)
+    assert CountingSampler.calls == 2 and (path.stat().st_ino, path.stat().st_mtime_ns) == (built.st_ino, built.st_mtime_ns)
     assert again.batch_at(1).completions == batch.completions
     # other settings (group size, number of steps): resampled and overwritten
     other = OfflineRFT(cache_path=str(path))
     dm3 = small_dm(other, n_samples=3)
-    dm3.sampler = CountingSampler()
-    other.build_cache(dm3, base, tok, steps=1)
-    assert not other.cache_reused and CountingSampler.calls == 3
+    dm3.rollout.sampler = CountingSampler()
+    other.build_cache(attached(dm3, base, tok), steps=1)
+    assert CountingSampler.calls == 3 and path.stat().st_ino != built.st_ino  # resampled and rewritten
     assert other.batch_at(0).rewards.numel() == 9
     with pytest.raises(IndexError):
         other.batch_at(1)
     # a corrupt file is rebuilt, not trusted
     path.write_bytes(b"not a torch file")
     fresh = OfflineRFT(cache_path=str(path))
-    fresh.build_cache(small_dm(fresh), base, tok, steps=1)
-    assert not fresh.cache_reused and fresh.batch_at(0).rewards.numel() == 6
+    fresh.build_cache(attached(small_dm(fresh), base, tok), steps=1)
+    assert torch.load(path, weights_only=True)["settings"]["steps"] == 1  # rewritten, not reused
+    assert fresh.batch_at(0).rewards.numel() == 6
 
 
 def test_offline_default_path_depends_on_settings(tiny, tmp_path, monkeypatch) -> None:
     base, tok = tiny
     monkeypatch.chdir(tmp_path)
     a, b = OfflineRFT(), OfflineRFT()
-    a.build_cache(small_dm(a), base, tok, steps=1)
-    b.build_cache(small_dm(b, n_samples=3), base, tok, steps=1)
+    a.build_cache(attached(small_dm(a), base, tok), steps=1)
+    b.build_cache(attached(small_dm(b, n_samples=3), base, tok), steps=1)
     assert a.cache_file != b.cache_file
     assert a.cache_file.parent == b.cache_file.parent == tmp_path.joinpath("mlruns", "offline_rft").relative_to(tmp_path)
     with pytest.raises(ValueError, match="max_steps"):
-        OfflineRFT().build_cache(small_dm(OfflineRFT()), base, tok, steps=0)
+        OfflineRFT().build_cache(attached(small_dm(OfflineRFT()), base, tok), steps=0)
 
 
 # ---------------------------------------------------------------- the module fills the new inputs
@@ -150,8 +160,9 @@ def test_training_step_passes_entropy_only_when_asked(tiny, tmp_path) -> None:
     task = CountdownTask(num_val=4, num_test=4)
     for objective in (Recording(), RecordingGRPO()):
         module = AlphaModule(model=str(model_dir), objective=objective)
-        batch = rollout(module.policy, module.tokenizer, task, [task.problems("val")[0]], 3, HFSampler(),
-                        SamplingParams(max_new_tokens=8), torch.Generator().manual_seed(0), base=module.base)
+        service = Rollout(task, HFSampler(), SamplingParams(max_new_tokens=8)).attach(module.rollout_models())
+        batch = service.score_base(service.sample(module.policy, [task.problems("val")[0]], 3,
+                                                  torch.Generator().manual_seed(0)))
         with warnings.catch_warnings():  # self.log without a trainer only warns
             warnings.simplefilter("ignore")
             loss = module.training_step(batch, 0)

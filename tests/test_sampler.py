@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lit_alpha.data.rollout import rollout
+from lit_alpha.data.rollout import Rollout, RolloutModels
 from lit_alpha.models import load_policy
 from lit_alpha.sampling import HFSampler, SamplingParams
 from lit_alpha.scoring import token_logprobs
@@ -73,12 +73,12 @@ def test_rollout_uses_current_weights(policy, random_model_dir):
     task = CountdownTask(num_val=4, num_test=4)
     records = task.problems("val")[:2]
     params = SamplingParams(max_new_tokens=8)
-    first = rollout(model, tok, task, records, 4, HFSampler(), params, torch.Generator().manual_seed(0))
+    service = Rollout(task, HFSampler(), params).attach(RolloutModels(policy=model, tokenizer=tok, base=model))
+    first = service.sample(model, records, 4, torch.Generator().manual_seed(0))
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.5)
-    second = rollout(model, tok, task, records, 4, HFSampler(), params, torch.Generator().manual_seed(0),
-                     base=model)
+    second = service.score_base(service.sample(model, records, 4, torch.Generator().manual_seed(0)))
     now = token_logprobs(model, second.input_ids, second.attention_mask, second.prompt_len)
     torch.testing.assert_close(now * second.completion_mask, second.old_logprobs, atol=2e-5, rtol=0)  # float32; ~1e-5 on AMX kernels
     assert first.completions != second.completions or not torch.allclose(first.old_logprobs, second.old_logprobs)

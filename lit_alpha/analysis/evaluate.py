@@ -50,7 +50,6 @@ from lit_alpha.metrics.pass_at_k import default_ks, pass_at_k_per_problem
 from lit_alpha.verifiers.base import is_correct
 
 INVALID = "<invalid>"
-_SPLIT_CODE = {"train": 0, "val": 1, "test": 2}
 
 
 # -- the table ----------------------------------------------------------------------------
@@ -106,27 +105,24 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 
 # -- sampling -----------------------------------------------------------------------------
-def evaluate_policy(policy, tokenizer, task, records: Sequence[Mapping[str, Any]], n: int, sampler, params,
-                    split: str, eval_seed: int = 0, problems_per_batch: int = 1, log=None,
-                    verify=None) -> list[dict[str, Any]]:
-    """Sample ``n`` completions for each record (in batches of whole problems) and return the rows.
-    ``verify``: a batch verifier (the DataModule's guarded one); None: rollout's default."""
+def evaluate_policy(rollout, records: Sequence[Mapping[str, Any]], n: int, split: str, eval_seed: int = 0,
+                    problems_per_batch: int = 1, log=None) -> list[dict[str, Any]]:
+    """Sample ``n`` completions for each record (in batches of whole problems) with the rollout's policy
+    (a :class:`~lit_alpha.data.rollout.Rollout` with its models attached), verify them, return the rows."""
     import torch
 
-    from lit_alpha.data.rollout import rollout
+    from lit_alpha.data.rollout import split_key
     from lit_alpha.metrics.target import completion_ids
 
     rows: list[dict[str, Any]] = []
+    policy = rollout.models.policy
     policy.eval()
     start = time.perf_counter()
     for b, i in enumerate(range(0, len(records), problems_per_batch)):
         chunk = list(records[i : i + problems_per_batch])
-        generator = torch.Generator(device=next(policy.parameters()).device)
-        key = [eval_seed, _SPLIT_CODE.get(split, 3), b]
-        generator.manual_seed(int(np.random.default_rng(key).integers(2**62)))
+        generator = rollout.generator(split_key(eval_seed, split, b))
         with torch.no_grad():
-            batch = rollout(policy, tokenizer, task, chunk, n, sampler, params, generator,
-                            **({"verify": verify} if verify is not None else {}))
+            batch = rollout.sample(policy, chunk, n, generator)
         rewards, answers = batch.rewards.tolist(), batch.answers or [None] * len(batch.rewards)
         reasons = batch.reasons or []
         samples = completion_ids(batch.input_ids, batch.completion_mask, batch.prompt_len)
@@ -265,9 +261,7 @@ def _evaluate(args: argparse.Namespace, overrides: list[str]) -> int:
     try:
         return _run_evaluation(args, cli, module, dm)
     finally:
-        close = getattr(getattr(dm, "guard", None), "close", None)
-        if close is not None:
-            close()  # verification worker processes, if any
+        dm.rollout.close()  # verification worker processes, if any
 
 
 def _run_evaluation(args: argparse.Namespace, cli, module, dm) -> int:
@@ -308,6 +302,7 @@ def _run_evaluation(args: argparse.Namespace, cli, module, dm) -> int:
     elif ckpt == "last":
         raise ValueError("ckpt_path last needs the config's MLflow logger")
     step = load_checkpoint(module, ckpt) if ckpt is not None else 0
+    rollout = dm.rollout.attach(module.rollout_models())
     what = f"checkpoint {ckpt} (step {step})" if ckpt is not None else f"the base model {cli.config.model.get('model', '')}"
     print(f"evaluating {what}: {args.n} samples per problem", file=sys.stderr)
     out = Path(args.out) if args.out else None
@@ -318,10 +313,8 @@ def _run_evaluation(args: argparse.Namespace, cli, module, dm) -> int:
             if args.num_problems is not None:
                 records = records[: args.num_problems]
             t0 = time.perf_counter()
-            rows = evaluate_policy(module.policy, module.tokenizer, dm.task, records, args.n, dm.sampler, dm.params,
-                                   split, args.eval_seed, args.problems_per_batch,
-                                   log=lambda m: print(m, file=sys.stderr),
-                                   verify=getattr(getattr(dm, "guard", None), "verify_batch", None))
+            rows = evaluate_policy(rollout, records, args.n, split, args.eval_seed, args.problems_per_batch,
+                                   log=lambda m: print(m, file=sys.stderr))
             target = _target_rows(args, client, settings, split, rows, ckpt)
             if target is not None:
                 alpha = args.alpha if args.alpha is not None else _run_alpha(module)

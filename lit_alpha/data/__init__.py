@@ -1,6 +1,6 @@
-"""Data: prompt streams and the rollout that turns prompts into verified RolloutBatches."""
+"""Data: the rollout service, the training sources (online prompts, the offline-RFT cache), the DataModule."""
 
 from lit_alpha.data.datamodule import RolloutDataModule
-from lit_alpha.data.rollout import rollout
+from lit_alpha.data.rollout import Rollout, RolloutModels
 
-__all__ = ["RolloutDataModule", "rollout"]
+__all__ = ["Rollout", "RolloutDataModule", "RolloutModels"]

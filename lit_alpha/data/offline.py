@@ -13,7 +13,8 @@ their verdicts; pair it with :class:`~lit_alpha.objectives.RFT` (``A = 1[v ≥ t
 is ``−Σ_{verified} Σ_t log π_θ / (N·C)``, the online RFT loss with the base model as sampler.
 
 Selected in YAML as ``data.offline: {class_path: lit_alpha.data.offline.OfflineRFT}`` of the usual
-:class:`~lit_alpha.data.RolloutDataModule` (whose other fields keep their meaning). The cache (one
+:class:`~lit_alpha.data.RolloutDataModule` (whose other fields keep their meaning); it replaces the
+online prompts as the datamodule's :class:`~lit_alpha.data.sources.TrainSource`. The cache (one
 ``torch.save`` file of plain tensors and lists, loaded with ``weights_only=True``) is
 built on the first ``train_dataloader()`` call (after the model is on its device), reused when its
 settings (seed, sizes, sampling parameters, base-model fingerprint, the problems of every step)
@@ -32,12 +33,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
 from lit_alpha.batch import RolloutBatch
-from lit_alpha.data.rollout import rollout
+from lit_alpha.data.rollout import Rollout
+from lit_alpha.data.sources import identity, shard_groups
 from lit_alpha.verifiers.base import is_correct
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,11 @@ class _StepStream(IterableDataset):
             step += 1
 
 
-def _identity(x: Any) -> Any:
-    return x
-
-
 class OfflineRFT:
-    """Training batches of π_base samples drawn once and cached on disk (offline RFT's data).
+    """Training batches of π_base samples drawn once and cached on disk (offline RFT's data): a
+    :class:`~lit_alpha.data.sources.TrainSource`.
 
-    The datamodule that holds it supplies the task, sizes, sampler, sampling parameters and seed.
+    The rollout supplies the task, sizes, sampler, sampling parameters, seed and the base model.
 
     Args:
         cache_path: the cache file; None: ``mlruns/offline_rft/<settings hash>.pt`` under the cwd.
@@ -86,23 +84,15 @@ class OfflineRFT:
         self.cache_path = cache_path
         self._cache: list[dict[str, Any]] | None = None
         self.cache_file: Path | None = None
-        self.cache_reused = False
 
     # -- the cache -------------------------------------------------------------------------
     @staticmethod
-    def _records(dm, step: int) -> list:
-        """Step ``step``'s training problems, exactly as the online PromptStream draws them."""
-        from lit_alpha.data.datamodule import _TRAIN  # lazy: datamodule imports this module
-
-        rng = np.random.default_rng([dm.seed, _TRAIN, step])
-        return [dm.task.sample_train(rng) for _ in range(dm.prompts_per_step)]
-
-    def _settings(self, dm, steps: int, base: torch.nn.Module) -> dict[str, Any]:
-        ids = [[str(r["id"]) for r in self._records(dm, step)] for step in range(steps)]
+    def _settings(rollout: Rollout, steps: int) -> dict[str, Any]:
+        ids = [[str(r["id"]) for r in rollout.step_prompts(step)] for step in range(steps)]
         return {
-            "version": CACHE_VERSION, "seed": dm.seed, "steps": steps,
-            "prompts_per_step": dm.prompts_per_step, "n_samples": dm.n_samples,
-            "params": asdict(dm.params), "base": base_fingerprint(base),
+            "version": CACHE_VERSION, "seed": rollout.seed, "steps": steps,
+            "prompts_per_step": rollout.prompts_per_step, "n_samples": rollout.n_samples,
+            "params": asdict(rollout.params), "base": base_fingerprint(rollout.models.base),
             "problems": hashlib.sha256(json.dumps(ids).encode()).hexdigest(),
         }
 
@@ -111,25 +101,24 @@ class OfflineRFT:
         key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
         return Path("mlruns") / "offline_rft" / f"{key}.pt"
 
-    def build_cache(self, dm, base: torch.nn.Module, tokenizer, steps: int) -> list[dict[str, Any]]:
-        """Load the cache if it matches, else sample ``steps`` batches from ``base``, verify, save."""
+    def build_cache(self, rollout: Rollout, steps: int) -> list[dict[str, Any]]:
+        """Load the cache if it matches, else sample ``steps`` batches from the rollout's base model,
+        verify, save."""
         if steps < 1:
             raise ValueError(f"offline RFT needs trainer.max_steps >= 1 to know how much to sample, got {steps}")
-        settings = self._settings(dm, steps, base)
+        settings = self._settings(rollout, steps)
         path = Path(self.cache_path) if self.cache_path else self._default_path(settings)
         self.cache_file = path
         if path.exists():
             try:
                 saved = torch.load(path, map_location="cpu", weights_only=True)
                 if saved.get("settings") == settings:
-                    self.cache_reused = True
                     self._cache = saved["batches"]
                     return self._cache
                 log.warning("offline RFT cache %s was built with other settings: resampling", path)
             except Exception as err:  # a corrupt or foreign file: rebuild it
                 log.warning("offline RFT cache %s unreadable (%s): resampling", path, err)
-        self.cache_reused = False
-        batches = [self._sample_step(dm, base, tokenizer, step) for step in range(steps)]
+        batches = [self._sample_step(rollout, step) for step in range(steps)]
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
         os.close(fd)
@@ -142,15 +131,10 @@ class OfflineRFT:
         self._cache = batches
         return batches
 
-    def _sample_step(self, dm, base: torch.nn.Module, tokenizer, step: int) -> dict[str, Any]:
+    @staticmethod
+    def _sample_step(rollout: Rollout, step: int) -> dict[str, Any]:
         """Step ``step``'s prompts (as online runs draw them), n base samples each, verified."""
-        from lit_alpha.data.datamodule import _TRAIN
-
-        records = self._records(dm, step)
-        device = next(base.parameters()).device
-        generator = torch.Generator(device=device)  # seeded as the online step's rollout
-        generator.manual_seed(int(np.random.default_rng([dm.seed, _TRAIN, step]).integers(2**62)))
-        batch = rollout(base, tokenizer, dm.task, records, dm.n_samples, dm.sampler, dm.params, generator)
+        batch = rollout.base_step(step)
         out: dict[str, Any] = {name: list(getattr(batch, name)) for name in _LISTS}
         for name in _TENSORS:
             value = getattr(batch, name)
@@ -159,7 +143,7 @@ class OfflineRFT:
         out["attention_mask"] = out["attention_mask"].to(torch.uint8)
         out["completion_mask"] = out["completion_mask"].to(torch.uint8)
         out["prompt_len"] = batch.prompt_len
-        out["n_samples"] = dm.n_samples
+        out["n_samples"] = rollout.n_samples
         out["stats"] = {k: float(v) for k, v in batch.stats.items() if not k.startswith("perf/")}
         return out
 
@@ -189,20 +173,18 @@ class OfflineRFT:
             old_entropy=None if c["old_entropy"] is None else c["old_entropy"].float(),
         ).to(device)
 
-    # -- what the datamodule delegates to ------------------------------------------------------
-    def train_dataloader(self, dm, start_step: int) -> DataLoader:
-        """Build (or load) the cache for the whole run, then stream step indices from ``start_step``."""
-        trainer = dm.trainer
-        if trainer is None:
-            raise RuntimeError("offline RFT needs the datamodule to be attached to a trainer")
-        module = trainer.lightning_module
+    # -- the TrainSource interface ---------------------------------------------------------------
+    def loader(self, rollout: Rollout, start_step: int, max_steps: int) -> DataLoader:
+        """Build (or load) the cache for the whole run (``max_steps`` steps), then stream step indices
+        from ``start_step``."""
         if self._cache is None:
-            self.build_cache(dm, module.base, module.tokenizer, int(trainer.max_steps or 0))
-        return DataLoader(_StepStream(start_step), batch_size=None, collate_fn=_identity)
+            self.build_cache(rollout, max_steps)
+        return DataLoader(_StepStream(start_step), batch_size=None, collate_fn=identity)
 
-    @staticmethod
-    def owns(batch: Any) -> bool:
-        return isinstance(batch, dict) and "offline_step" in batch
+    def owns(self, item: Any) -> bool:
+        return isinstance(item, dict) and "offline_step" in item
 
-    def to_batch(self, dm, batch: dict[str, int]) -> RolloutBatch:
-        return self.batch_at(int(batch["offline_step"]), dm.trainer.lightning_module.device)
+    def batch(self, rollout: Rollout, item: dict[str, int]) -> RolloutBatch:
+        """This process's share of the cached step's groups, on the rollout's device."""
+        batch = self.batch_at(int(item["offline_step"]), rollout.device)
+        return shard_groups(batch, rollout.rank, rollout.world_size)
