@@ -162,6 +162,28 @@ def test_group_seeds_averages_per_problem_pass_at_k():
     assert st.method_of("a05-s12") == "a05" and st.method_of("base") == "base"
 
 
+def test_summary_rows_by_hand():
+    """One row per method, seeds averaged, pass@k empty above the samples per problem, the guesser's
+    pass@k exact and its diversity empty (docs/results/summary_<split>.csv)."""
+    rec = [{"numbers": [3, 7], "target": 10}, {"numbers": [3, 7], "target": 21}]
+    runs = [_run("base", [4, 4], [1, 2], records=rec), _run("m-s0", [4, 4], [0, 4], records=rec),
+            _run("m-s1", [4, 4], [2, 4], records=rec)]
+    div = {"base": ([1, 2], [np.nan, 3.0]), "m-s0": ([0, 1], [1.0, 2.0]), "m-s1": ([1, 1], [2.0, 4.0])}
+    for r in runs:
+        r.diversity = {"distinct_correct": np.asarray(div[r.name][0], float),
+                       "fkl_to_target": np.asarray(div[r.name][1], float)}
+    rows = {r["method"]: r for r in tables.analyse(runs, num_boot=10, seeds_grouped=True).summary_rows()}
+    assert list(rows) == ["base", "m", "guesser"]
+    assert rows["base"] == {"method": "base", "seeds": 1, "pass@1": pytest.approx(0.375), "pass@16": None,
+                            "pass@256": None, "distinct_correct": 1.5, "fkl_to_target": 3.0}  # NaN problem left out
+    assert rows["m"]["seeds"] == 2 and rows["m"]["pass@1"] == pytest.approx((0.25 + 1.0) / 2)
+    assert rows["m"]["distinct_correct"] == pytest.approx(0.75) and rows["m"]["fkl_to_target"] == pytest.approx(2.25)
+    # the guesser: 3+7 and 7+3 of 8 equally likely (ordered pair, operator) hit 10; 3*7 and 7*3 hit 21
+    g = rows["guesser"]
+    assert g["seeds"] is None and g["distinct_correct"] is None and g["fkl_to_target"] is None
+    assert g["pass@1"] == pytest.approx(0.25) and g["pass@16"] == pytest.approx(1 - 0.75 ** 16)
+
+
 # -- transitions ------------------------------------------------------------------------------
 def test_transition_table_on_a_hand_made_example():
     n = [10] * 6
@@ -219,6 +241,10 @@ def test_frontier_command_on_a_small_experiment(in_tmp, capsys):
         for f in (f"frontier_{split}.png", f"passk_{split}.png", f"significance_{split}.csv", f"transitions_{split}.csv"):
             assert (in_tmp / "out" / f).stat().st_size > 0
     assert "a05," in (in_tmp / "out" / "significance_val.csv").read_text()  # seeds grouped into a05
+    summary = (in_tmp / "out" / "summary_val.csv").read_text().splitlines()
+    assert summary[0] == "method,seeds,pass@1,pass@16,pass@256,distinct_correct,fkl_to_target"
+    assert [line.split(",")[:2] for line in summary[1:]] == [["base", "1"], ["a05", "2"], ["rft", "1"], ["guesser", ""]]
+    assert summary[1].split(",")[4] == ""  # pass@256 with 16 samples per problem: not defined
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("frontier_test")
     (run,) = client.search_runs([exp.experiment_id], "attributes.run_name = 'frontier'")

@@ -135,6 +135,10 @@ def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -
         _write_csv(out / f"target_{s}.csv", target)
         files.append(out / f"target_{s}.csv")
         text += ["", "divergence to the target p ∝ π_base·v (nats; problems the base solves):", format_rows(target)]
+    summary = analysis.summary_rows()
+    _write_csv(out / f"summary_{s}.csv", summary)
+    files.append(out / f"summary_{s}.csv")
+    text += ["", "summary (one row per method; empty: not defined):", format_rows(summary)]
     trans = analysis.transitions()
     if trans:
         text += ["", "difficulty transitions (problems by fraction solved; rows base, columns tuned):"]

@@ -19,6 +19,9 @@ from lit_alpha.analysis.stats import (GUESSER, TARGET_COLUMNS, Bootstrap, Paired
                                       transition_table, upper_right_hull)
 
 
+SUMMARY_KS = (1, 16, 256)  # the columns of the results summary (docs/results/summary_<split>.csv)
+
+
 @dataclass
 class Analysis:
     split: str
@@ -91,6 +94,26 @@ class Analysis:
         return [{k: row.get(k, float("nan")) for k in keys} for row in rows]
 
 
+    def summary_rows(self, ks: Sequence[int] = SUMMARY_KS) -> list[dict[str, Any]]:
+        """One row per method (and ``guesser``): ``method, seeds, pass@k… , distinct_correct,
+        fkl_to_target``; fractions in [0, 1], means over problems (a grouped method: over its seeds);
+        ``None`` (an empty CSV cell) where not defined: a k above the samples per problem, the
+        guesser's diversity, a run without the divergence column."""
+        n_min = int(min(int(r.n.min()) for r in self.models())) if self.models() else 0
+        rows = []
+        for r in self.runs:
+            guesser = r.name == GUESSER
+            row: dict[str, Any] = {"method": "guesser" if guesser else r.name,
+                                   "seeds": None if guesser else max(len(r.members), 1)}
+            for k in ks:
+                row[f"pass@{k}"] = float(r.matrix([k]).mean()) if guesser or k <= n_min else None
+            for col in ("distinct_correct", "fkl_to_target"):
+                v = r.diversity.get(col)
+                row[col] = float(np.nanmean(v)) if v is not None and np.isfinite(v).any() else None
+            rows.append(row)
+        return rows
+
+
 def analyse(runs: Sequence[RunResult], split: str = "val", k: int | None = None, num_boot: int = 1000,
             seed: int = 0, level: float = 0.95, reference: str | None = "base", guesser: bool = True,
             seeds_grouped: bool = False) -> Analysis:
@@ -145,4 +168,4 @@ def format_rows(rows: Sequence[Mapping[str, Any]]) -> str:
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else str(v)
+    return f"{v:.3f}" if isinstance(v, float) else "" if v is None else str(v)
