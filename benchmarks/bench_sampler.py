@@ -135,8 +135,9 @@ def compare_samplers(cfg: BenchConfig, repeats: int, precisions: Sequence[str] =
             raise SystemExit("error: --vllm: give one --precision (the engine holds one dtype)")
         from lit_alpha.sampling.vllm import VLLMSampler
 
+        longest = min(512, int(getattr(model.config, "max_position_embeddings", 512)))  # prompt + completion
         engine = VLLMSampler(dtype={"fp32": "float32", "bf16": "bfloat16"}[precisions[0]],
-                             max_model_len=512, enable_prefix_caching=True)
+                             max_model_len=longest, enable_prefix_caching=True)
         runs[VLLM_SIDE] = lambda prompts, r: engine.sample(model, tokenizer, prompts, cfg.group_size, params,
                                                            torch.Generator().manual_seed(cfg.seed + r)).completion_mask
     times = {prec: {side: [] for side in runs} for prec in precisions}  # [(seconds, tokens, CPU seconds)]
