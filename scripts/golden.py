@@ -43,23 +43,11 @@ COUNTDOWN = ["--data.task.init_args.num_val", "8", "--data.val_samples", "4", "-
 
 
 def random_model(out: Path) -> Path:
-    """The tests' 2-layer random Llama (``tests/conftest.py:random_model_dir``), saved once under ``out``."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    """The tests' 2-layer random Llama (``tests/conftest.py:save_random_model``), saved under ``out``."""
+    sys.path.insert(0, str(TESTS))
+    from conftest import save_random_model
 
-    from lit_alpha.models import resolve_model_path
-
-    tok = AutoTokenizer.from_pretrained(resolve_model_path("countdown-tiny"))
-    cfg = LlamaConfig(
-        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    return save_random_model(out)
 
 
 def overrides(name: str, run_dir: Path, model_dir: Path) -> list[str]:

@@ -20,9 +20,9 @@ TINY_TASK = ("--model.model", "countdown-tiny", "--data.task.init_args.n_numbers
 Countdown-5: tests that need correct samples in a 2-step run (weights that move, groups with signal) use it."""
 
 
-@pytest.fixture(scope="session")
-def random_model_dir(tmp_path_factory) -> Path:
-    """A 2-layer random Llama sharing the embedded model's tokenizer (fast, no training)."""
+def save_random_model(out: Path) -> Path:
+    """A 2-layer random Llama sharing the embedded model's tokenizer (fast, no training), saved to
+    ``out`` (also the model of ``scripts/golden.py``'s Lean and math configs)."""
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from lit_alpha.models import resolve_model_path
@@ -35,10 +35,15 @@ def random_model_dir(tmp_path_factory) -> Path:
         tie_word_embeddings=True,
     )
     torch.manual_seed(0)
-    out = tmp_path_factory.mktemp("random_model")
     LlamaForCausalLM(cfg).save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def random_model_dir(tmp_path_factory) -> Path:
+    """:func:`save_random_model` once per test session."""
+    return save_random_model(tmp_path_factory.mktemp("random_model"))
 
 
 @pytest.fixture

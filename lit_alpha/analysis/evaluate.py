@@ -43,6 +43,7 @@ from typing import Any, Literal, Mapping, Sequence
 import numpy as np
 from jsonargparse.typing import PositiveInt
 
+from lit_alpha.errors import reported
 from lit_alpha.metrics.target import target_divergences
 from lit_alpha.analysis.frontier import EVAL_ARTIFACT_DIR, KIND_TAG
 from lit_alpha.analysis.stats import TARGET_COLUMNS, read_table, shannon_entropy, simpson_index
@@ -228,13 +229,7 @@ def evaluate(config: list[str], ckpt_path: str | None = None, split: list[Split]
         overrides: run config overrides (``--model.x v`` ...)
     """
     args = argparse.Namespace(**{k: v for k, v in locals().items() if k != "overrides"})
-    try:
-        return _evaluate(args, list(overrides))
-    except Exception as err:  # noqa: BLE001 - one line, unless debugging
-        if os.environ.get("LIT_ALPHA_DEBUG", "") not in ("", "0"):
-            raise
-        print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
-        return 2
+    return reported(lambda: _evaluate(args, list(overrides)), name_type=True)
 
 
 def run_config_args(config: Sequence[str], overrides: Sequence[str], experiment: str | None = None) -> list[str]:

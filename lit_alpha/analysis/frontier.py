@@ -116,39 +116,30 @@ def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -
     text = [f"== {s}: {len(analysis.runs[0].problem_ids)} problems, k={analysis.k}, "
             f"{analysis.boot.num_boot} bootstrap resamples, {int(analysis.level * 100)}% intervals ==",
             format_points(analysis)]
+    def table(name: str, rows: Sequence[Mapping[str, Any]], title: str, shown: str | None = None) -> None:
+        """``<name>_<split>.csv`` written and listed; the rows (or ``shown``) printed under ``title``."""
+        _write_csv(out / f"{name}_{s}.csv", rows)
+        files.append(out / f"{name}_{s}.csv")
+        text.extend(["", title, shown if shown is not None else format_rows(rows)])
+
     curve_rows = [{"run": name, **{f"pass@{k}": float(v) for k, v in zip(analysis.ks, mean)}}
                   for name, (mean, _, _) in analysis.curves().items()]
-    _write_csv(out / f"passk_{s}.csv", curve_rows)
-    files.append(out / f"passk_{s}.csv")
-    text += ["", "pass@k:", format_rows(curve_rows)]
+    table("passk", curve_rows, "pass@k:")
     sig = analysis.significance(all_pairs)
-    sig_rows = [r.__dict__ | {"significant": r.significant} for r in sig]
-    _write_csv(out / f"significance_{s}.csv", sig_rows)
-    files.append(out / f"significance_{s}.csv")
-    text += ["", "paired bootstrap (a − b):", format_significance(sig)]
-    div = analysis.diversity_rows()
-    _write_csv(out / f"diversity_{s}.csv", div)
-    files.append(out / f"diversity_{s}.csv")
-    text += ["", "diversity (means over problems):", format_rows(div)]
+    table("significance", [r.__dict__ | {"significant": r.significant} for r in sig], "paired bootstrap (a − b):",
+          format_significance(sig))
+    table("diversity", analysis.diversity_rows(), "diversity (means over problems):")
     target = analysis.target_rows()
     if target:
-        _write_csv(out / f"target_{s}.csv", target)
-        files.append(out / f"target_{s}.csv")
-        text += ["", "divergence to the target p ∝ π_base·v (nats; problems the base solves):", format_rows(target)]
-    summary = analysis.summary_rows()
-    _write_csv(out / f"summary_{s}.csv", summary)
-    files.append(out / f"summary_{s}.csv")
-    text += ["", "summary (one row per method; empty: not defined):", format_rows(summary)]
+        table("target", target, "divergence to the target p ∝ π_base·v (nats; problems the base solves):")
+    table("summary", analysis.summary_rows(), "summary (one row per method; empty: not defined):")
     trans = analysis.transitions()
     if trans:
-        text += ["", "difficulty transitions (problems by fraction solved; rows base, columns tuned):"]
-        rows = []
-        for name, t in trans.items():
-            text += [format_transition(t, analysis.reference, name), ""]
-            rows += [{"tuned": name, "base_bin": BIN_NAMES[i], **{b: int(t[i, j]) for j, b in enumerate(BIN_NAMES)}}
-                     for i in range(4)]
-        _write_csv(out / f"transitions_{s}.csv", rows)
-        files.append(out / f"transitions_{s}.csv")
+        rows = [{"tuned": name, "base_bin": BIN_NAMES[i], **{b: int(t[i, j]) for j, b in enumerate(BIN_NAMES)}}
+                for name, t in trans.items() for i in range(4)]
+        shown = "\n".join(f"{format_transition(t, analysis.reference, name)}\n" for name, t in trans.items())
+        table("transitions", rows, "difficulty transitions (problems by fraction solved; rows base, columns tuned):",
+              shown)
     (out / f"tables_{s}.txt").write_text("\n".join(text) + "\n")
     files.append(out / f"tables_{s}.txt")
     echo("\n".join(text))

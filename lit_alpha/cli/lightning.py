@@ -27,7 +27,7 @@ from lit_alpha.training.checkpoint import AtomicCheckpointIO, find_resume
 from lit_alpha.cli.commands import LIGHTNING, OTHERS, OneLineErrors, command_main, overview
 from lit_alpha.cli.config import PARSER_MODE, run_name_from
 from lit_alpha.data.datamodule import RolloutDataModule
-from lit_alpha.errors import NonFiniteError, UserError
+from lit_alpha.errors import NonFiniteError, UserError, debugging
 from lit_alpha.models.export import SaveModel
 from lit_alpha.module import AlphaModule
 from lit_alpha.training.plots import PassAtKPlot
@@ -262,7 +262,7 @@ def main(args: list[str] | None = None) -> LitAlphaCLI | None:
             subclass_mode_data=False,
         )
     except (UserError, NonFiniteError) as err:
-        if os.environ.get("LIT_ALPHA_DEBUG", "") not in ("", "0"):
+        if debugging():
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2 if isinstance(err, UserError) else 1) from None

@@ -30,6 +30,8 @@ from typing import Any, Sequence
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lit_alpha.errors import reported
+
 MODEL_DIR = "model"  # beside the run's checkpoints, and the MLflow artifact path
 _WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "module.")
 
@@ -182,13 +184,7 @@ def export(config: list[str], ckpt_path: str, out: str, merge: bool = True, run_
         overrides: run config overrides (``--model.x v`` ...)
     """
     args = argparse.Namespace(config=config, ckpt_path=ckpt_path, out=out, merge=merge, run_name=run_name)
-    try:
-        return _export(args, list(overrides))
-    except Exception as err:  # noqa: BLE001 - one line, unless debugging
-        if os.environ.get("LIT_ALPHA_DEBUG", "") not in ("", "0"):
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return reported(lambda: _export(args, list(overrides)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
