@@ -184,6 +184,23 @@ def test_summary_rows_by_hand():
     assert g["pass@1"] == pytest.approx(0.25) and g["pass@16"] == pytest.approx(1 - 0.75 ** 16)
 
 
+def test_seed_rows_give_mean_and_sd_over_seeds_by_hand():
+    """The spread over seeds: each seed's pass@1 (mean over problems) and divergence, then their mean
+    and sample sd; single-seed runs and the guesser have no row."""
+    runs = [_run("base", [4, 4], [1, 2]), _run("m-s0", [4, 4], [0, 4]), _run("m-s1", [4, 4], [2, 4]),
+            _run("m-s2", [4, 4], [1, 1])]
+    div = {"base": [np.nan, 3.0], "m-s0": [1.0, 2.0], "m-s1": [2.0, 4.0], "m-s2": [np.nan, 6.0]}
+    for r in runs:
+        r.diversity = {"fkl_to_target": np.asarray(div[r.name], float)}
+    (row,) = tables.analyse(runs, num_boot=10, seeds_grouped=True).seed_rows()
+    per_seed = [(0 + 1) / 2, (0.5 + 1) / 2, (0.25 + 0.25) / 2]  # pass@1 = c/n, mean over the 2 problems
+    fkl = [1.5, 3.0, 6.0]
+    assert row["method"] == "m" and row["seeds"] == 3
+    assert row["pass@1"] == pytest.approx(np.mean(per_seed)) and row["pass@1_sd"] == pytest.approx(np.std(per_seed, ddof=1))
+    assert row["fkl_to_target"] == pytest.approx(3.5) and row["fkl_to_target_sd"] == pytest.approx(np.std(fkl, ddof=1))
+    assert "pass@16" not in row  # above the samples per problem
+
+
 # -- transitions ------------------------------------------------------------------------------
 def test_transition_table_on_a_hand_made_example():
     n = [10] * 6
@@ -245,6 +262,8 @@ def test_frontier_command_on_a_small_experiment(in_tmp, capsys):
     assert summary[0] == "method,seeds,pass@1,pass@16,pass@256,distinct_correct,fkl_to_target"
     assert [line.split(",")[:2] for line in summary[1:]] == [["base", "1"], ["a05", "2"], ["rft", "1"], ["guesser", ""]]
     assert summary[1].split(",")[4] == ""  # pass@256 with 16 samples per problem: not defined
+    seeds = (in_tmp / "out" / "seeds_val.csv").read_text().splitlines()
+    assert seeds[0].startswith("method,seeds,pass@1,pass@1_sd") and [line.split(",")[:2] for line in seeds[1:]] == [["a05", "2"]]
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name("frontier_test")
     (run,) = client.search_runs([exp.experiment_id], "attributes.run_name = 'frontier'")

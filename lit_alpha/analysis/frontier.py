@@ -133,6 +133,9 @@ def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -
     if target:
         table("target", target, "divergence to the target p ∝ π_base·v (nats; problems the base solves):")
     table("summary", analysis.summary_rows(), "summary (one row per method; empty: not defined):")
+    seeds = analysis.seed_rows()
+    if seeds:
+        table("seeds", seeds, "over seeds (mean and sd of each seed's value; methods with several seeds):")
     trans = analysis.transitions()
     if trans:
         rows = [{"tuned": name, "base_bin": BIN_NAMES[i], **{b: int(t[i, j]) for j, b in enumerate(BIN_NAMES)}}

@@ -94,6 +94,31 @@ class Analysis:
         return [{k: row.get(k, float("nan")) for k in keys} for row in rows]
 
 
+    def seed_rows(self, ks: Sequence[int] = SUMMARY_KS) -> list[dict[str, Any]]:
+        """Per method with several seeds: the mean and the sample sd (ddof 1) *over seeds* of each seed's
+        pass@k (mean over problems), distinct correct and KL to the target: the run-to-run spread that
+        the bootstrap intervals over problems do not show. Empty when no run was grouped."""
+        n_min = int(min(int(r.n.min()) for r in self.models())) if self.models() else 0
+        rows = []
+        for r in self.models():
+            if len(r.members) < 2:
+                continue
+            per_seed: dict[str, list[float]] = {}
+            for m in r.members:
+                for k in ks:
+                    if k <= n_min:
+                        per_seed.setdefault(f"pass@{k}", []).append(float(m.matrix([k]).mean()))
+                for col in ("distinct_correct", "fkl_to_target"):
+                    v = m.diversity.get(col)
+                    if v is not None and np.isfinite(v).any():
+                        per_seed.setdefault(col, []).append(float(np.nanmean(v)))
+            row: dict[str, Any] = {"method": r.name, "seeds": len(r.members)}
+            for col, values in per_seed.items():
+                if len(values) == len(r.members):
+                    row[col], row[f"{col}_sd"] = float(np.mean(values)), float(np.std(values, ddof=1))
+            rows.append(row)
+        return rows
+
     def summary_rows(self, ks: Sequence[int] = SUMMARY_KS) -> list[dict[str, Any]]:
         """One row per method (and ``guesser``): ``method, seeds, pass@k… , distinct_correct,
         fkl_to_target``; fractions in [0, 1], means over problems (a grouped method: over its seeds);

@@ -1,0 +1,188 @@
+"""The sampler's fast CPU kernels (packed bf16 weights, GQA attention, the reserved KV cache) give the
+same bits as the plain path, sample for sample, and never leak outside the sampler's call."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+
+from lit_alpha.sampling import HFSampler, SamplingParams
+from lit_alpha.sampling.cache import ReservedLayer, reserved_cache
+from lit_alpha.sampling.kernels import GQA_ATTENTION, gqa_sdpa, packed_linears
+
+BF16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
+needs_bf16 = pytest.mark.skipif(not BF16, reason="oneDNN bf16 products not supported on this CPU")
+V = 101
+
+
+class _Tok:
+    """Token ids are the prompt's characters (mod V); EOS 1, pad 0: enough for the sampler."""
+
+    pad_token_id, eos_token_id = 0, 1
+
+    def __call__(self, texts):
+        return {"input_ids": [[2 + ord(c) % (V - 2) for c in t] for t in texts]}
+
+    def batch_decode(self, rows, skip_special_tokens=True):
+        return [" ".join(str(t) for t in r if t > 1) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def gqa_model():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=V, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, head_dim=16, max_position_embeddings=128, tie_word_embeddings=True,
+                      pad_token_id=0, eos_token_id=1, attn_implementation="sdpa")
+    model = LlamaForCausalLM(cfg)
+    with torch.no_grad():  # EOS's logit spread wide, so that some rows end early (compaction runs)
+        model.lm_head.weight[1] *= 6.0
+    return model
+
+
+def _autocast(dtype):
+    return torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=True) if dtype == "bf16" \
+        else contextlib.nullcontext()
+
+
+PROMPTS = ["12+7", "a much longer prompt", "x", "3*4=?"]
+
+
+@pytest.mark.parametrize("dtype", ["fp32", pytest.param("bf16", marks=needs_bf16)])
+@pytest.mark.parametrize("params,max_batch", [
+    (SamplingParams(max_new_tokens=12), 1024),
+    (SamplingParams(max_new_tokens=9, temperature=0.7, top_p=0.9), 8),  # chunks of 2 prompts
+])
+def test_fast_kernels_give_the_same_samples(gqa_model, dtype, params, max_batch):
+    out = {}
+    for fast in (False, True):
+        sampler = HFSampler(max_batch=max_batch, fast_kernels=fast, compact_frac=8)
+        with _autocast(dtype):
+            out[fast] = sampler.sample(gqa_model, _Tok(), PROMPTS, 4, params, torch.Generator().manual_seed(5))
+    a, b = out[False], out[True]
+    assert a.completion_mask.sum() > 0 and (a.completion_mask.sum(1) < params.max_new_tokens).any()
+    for field in ("input_ids", "attention_mask", "completion_mask", "logprobs", "entropy", "truncated"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+    assert a.completions == b.completions
+    assert "forward" not in vars(gqa_model.lm_head) and gqa_model.config._attn_implementation == "sdpa"
+
+
+@needs_bf16
+def test_packed_linears_only_for_bf16_products_and_restored(gqa_model):
+    linears = [m for m in gqa_model.modules() if type(m) is torch.nn.Linear]
+    with torch.no_grad():
+        with packed_linears(gqa_model) as n:
+            assert n == 0  # float32 products: left alone
+        x = torch.randn(3, 5, 64)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            plain = gqa_model.model.layers[0].mlp.down_proj(torch.randn(3, 5, 128))
+            want = gqa_model.model.layers[0].self_attn.q_proj(x)
+            with packed_linears(gqa_model) as n:
+                assert n == len(linears) == 2 * 7 + 1
+                got = gqa_model.model.layers[0].self_attn.q_proj(x)
+                assert "forward" in vars(gqa_model.model.layers[0].self_attn.q_proj)
+    assert plain.dtype == got.dtype == torch.bfloat16 and torch.equal(got, want)
+    assert all("forward" not in vars(m) for m in linears)
+
+
+@needs_bf16
+def test_packed_linears_never_serve_a_forward_that_needs_gradients(gqa_model):
+    layer = gqa_model.model.layers[0].self_attn.o_proj
+    x = torch.randn(2, 64, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        with packed_linears(gqa_model):
+            y = layer(x)
+    y.float().sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None
+    layer.weight.grad = None
+
+
+def test_packed_linears_restore_on_error(gqa_model):
+    with pytest.raises(RuntimeError, match="boom"):
+        with torch.autocast("cpu", dtype=torch.bfloat16), packed_linears(gqa_model):
+            raise RuntimeError("boom")
+    assert all("forward" not in vars(m) for m in gqa_model.modules())
+
+
+def test_gqa_sdpa_switches_only_grouped_sdpa_models(gqa_model, random_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    with pytest.raises(RuntimeError, match="boom"):
+        with gqa_sdpa(gqa_model) as switched:
+            assert switched and gqa_model.config._attn_implementation == GQA_ATTENTION
+            raise RuntimeError("boom")
+    assert gqa_model.config._attn_implementation == "sdpa"
+    mha = AutoModelForCausalLM.from_pretrained(random_model_dir)  # 2 heads, 2 K/V heads: nothing to save
+    with gqa_sdpa(mha) as switched:
+        assert not switched
+    eager = AutoModelForCausalLM.from_pretrained(random_model_dir, attn_implementation="eager")
+    with gqa_sdpa(eager) as switched:
+        assert not switched and eager.config._attn_implementation == "eager"
+
+
+def test_gqa_attention_equals_the_plain_forward(gqa_model):
+    ids = torch.randint(2, V, (3, 9), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, :4] = 0  # left padding: the masked path that repeats K/V heads in transformers
+    with torch.no_grad():
+        want = gqa_model(input_ids=ids, attention_mask=mask).logits
+        with gqa_sdpa(gqa_model):
+            got = gqa_model(input_ids=ids, attention_mask=mask).logits
+    assert torch.equal(got, want)
+
+
+def test_reserved_layer_matches_the_growing_layer():
+    from transformers.cache_utils import DynamicLayer
+
+    g = torch.Generator().manual_seed(0)
+    plain, reserved = DynamicLayer(), ReservedLayer(capacity=5)
+    steps = [3, 1, 1, 2, 1]  # 8 positions: past the reservation of 5 (grows)
+    rows = 2
+    for i, n in enumerate(steps):
+        k, v = torch.randn(rows, 3, n, 4, generator=g), torch.randn(rows, 3, n, 4, generator=g)
+        pk, pv = plain.update(k, v)
+        rk, rv = reserved.update(k, v)
+        assert torch.equal(pk, rk) and torch.equal(pv, rv)
+        assert reserved.get_seq_length() == plain.get_seq_length()
+        if i == 1:
+            for layer in (plain, reserved):
+                layer.batch_repeat_interleave(3)
+            rows = 6
+        if i == 3:
+            for layer in (plain, reserved):
+                layer.batch_select_indices(torch.tensor([0, 4, 5]))
+            rows = 3
+    assert reserved._kbuf.shape[2] >= 8 and reserved.keys.shape == plain.keys.shape == (3, 3, 8, 4)
+
+
+def test_reserved_cache_only_for_plain_dynamic_layers(gqa_model):
+    cache = reserved_cache(gqa_model, 16)
+    assert cache is not None and all(isinstance(layer, ReservedLayer) for layer in cache.layers)
+    assert reserved_cache(torch.nn.Linear(2, 2), 16) is None
+
+
+@pytest.mark.parametrize("dtype", ["fp32", pytest.param("bf16", marks=needs_bf16)])
+def test_fast_kernels_on_a_lora_policy_and_its_base_view(gqa_model, dtype):
+    """A peft LoRA policy (its base ``nn.Linear``s packed under the LoRA layers) and the adapters-off
+    view that samples π_base give the same samples with and without the fast kernels."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from lit_alpha.models.loading import AdapterDisabled
+
+    policy = get_peft_model(copy.deepcopy(gqa_model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"],
+                                                                 init_lora_weights=False))
+    params = SamplingParams(max_new_tokens=8)
+    for model in (policy, AdapterDisabled(policy)):
+        out = {}
+        for fast in (False, True):
+            with _autocast(dtype):
+                out[fast] = HFSampler(fast_kernels=fast).sample(model, _Tok(), PROMPTS[:2], 3, params,
+                                                                 torch.Generator().manual_seed(2))
+        assert torch.equal(out[False].input_ids, out[True].input_ids)
+        assert torch.equal(out[False].logprobs, out[True].logprobs)
+    assert all("forward" not in vars(m) for m in policy.modules())
