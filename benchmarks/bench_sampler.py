@@ -88,6 +88,7 @@ def naive_generate_per_prompt(model, tokenizer, prompts: Sequence[str], n: int, 
 
 SIDES = ("generate, one call per prompt", "generate, one batched call", "lit_alpha HFSampler")
 VLLM_SIDE = "lit_alpha VLLMSampler"
+PLAIN_SIDE = "lit_alpha HFSampler, fast kernels off"
 
 
 def precision_context(precision: str):
@@ -103,7 +104,8 @@ def precision_context(precision: str):
 
 
 def compare_samplers(cfg: BenchConfig, repeats: int, precisions: Sequence[str] = ("fp32",),
-                     per_prompt: bool = True, vllm: bool = False) -> dict[str, dict[str, dict[str, float]]]:
+                     per_prompt: bool = True, vllm: bool = False,
+                     plain_kernels: bool = False) -> dict[str, dict[str, dict[str, float]]]:
     """Alternate the two naive generate loops (``per_prompt=False``: the batched one only) and
     ``HFSampler`` on the same prompts, at each precision; ``{precision: {side: tokens/s etc.}}``
     (medians over the measured batches). ``vllm``: also ``VLLMSampler`` (in-process vLLM, the
@@ -130,6 +132,10 @@ def compare_samplers(cfg: BenchConfig, repeats: int, precisions: Sequence[str] =
     }
     if not per_prompt:
         del runs[SIDES[0]]
+    if plain_kernels:  # the same sampler without lit_alpha.sampling.kernels: what those kernels save
+        plain = HFSampler(fast_kernels=False)
+        runs[PLAIN_SIDE] = lambda prompts, r: plain.sample(model, tokenizer, prompts, cfg.group_size, params,
+                                                           torch.Generator().manual_seed(cfg.seed + r)).completion_mask
     if vllm:
         if len(precisions) != 1:
             raise SystemExit("error: --vllm: give one --precision (the engine holds one dtype)")
@@ -221,6 +227,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                    help="sampler comparison at fp32 and/or bf16 (CPU autocast)")
     p.add_argument("--no-per-prompt", action="store_true", help="leave out the per-prompt generate loop")
     p.add_argument("--json-out", default=None, help="write the sampler figures here")
+    p.add_argument("--plain-kernels", action="store_true",
+                   help="also HFSampler with fast_kernels=False (what the packed weights, GQA and reserved cache save)")
     p.add_argument("--vllm", action="store_true", help="also VLLMSampler (run with the vLLM venv's python, "
                    "scripts/test_vllm.sh builds it; one --precision)")
     p.add_argument("--scaling", action="store_true", help="the step-time/memory table instead")
@@ -240,7 +248,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     print(f"model: {cfg.model}; {shape}; {a.repeats} measured batches, alternating", flush=True)
     res = compare_samplers(cfg, a.repeats, list(dict.fromkeys(a.precision)), per_prompt=not a.no_per_prompt,
-                           vllm=a.vllm)
+                           vllm=a.vllm, plain_kernels=a.plain_kernels)
     for prec, table in res.items():
         print(f"\n{prec}:\n\n" + format_sampler_table(table))
     if a.json_out:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import json
+
 import pytest
 import torch
 
@@ -106,6 +108,18 @@ def test_bench_sampler_compares_three_samplers(capsys):
     for side in bench_sampler.SIDES:
         assert f"| {side} |" in out
     assert out.count("×**") == 2  # HFSampler's speed-up over each generate loop
+
+
+def test_bench_sampler_plain_kernels_side(capsys, tmp_path):
+    import bench_sampler
+
+    bench_sampler.main(["--model", "countdown-tiny", "--prompts", "2", "--group-size", "3", "--repeats", "1",
+                        "--max-new-tokens", "8", "--precision", "fp32", "--no-per-prompt", "--plain-kernels",
+                        "--json-out", str(tmp_path / "s.json")])
+    out = capsys.readouterr().out
+    assert f"| {bench_sampler.PLAIN_SIDE} |" in out
+    figures = json.loads((tmp_path / "s.json").read_text())
+    assert figures["fp32"][bench_sampler.PLAIN_SIDE]["tok_per_cpu_s"] > 0
 
 
 @pytest.mark.parametrize("per_prompt", [False, True])

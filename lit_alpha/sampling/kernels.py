@@ -134,10 +134,14 @@ def gqa_sdpa(model: torch.nn.Module) -> Iterator[bool]:
     switch = (config is not None and getattr(config, "_attn_implementation", None) == "sdpa"
               and isinstance(heads, int) and isinstance(kv_heads, int) and kv_heads < heads
               and param is not None and param.device.type == "cpu" and not _sharded(model))
+    if switch:
+        try:
+            _register_gqa()
+        except (ImportError, AttributeError, KeyError):  # a transformers without these registries: plain path
+            switch = False
     if not switch:
         yield False
         return
-    _register_gqa()
     config._attn_implementation = GQA_ATTENTION
     try:
         yield True
