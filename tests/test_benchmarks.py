@@ -4,10 +4,9 @@ sampler's contract."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-
-import json
 
 import pytest
 import torch
