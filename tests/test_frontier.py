@@ -262,6 +262,9 @@ def test_frontier_command_on_a_small_experiment(in_tmp, capsys):
     assert summary[0] == "method,seeds,pass@1,pass@16,pass@256,distinct_correct,fkl_to_target"
     assert [line.split(",")[:2] for line in summary[1:]] == [["base", "1"], ["a05", "2"], ["rft", "1"], ["guesser", ""]]
     assert summary[1].split(",")[4] == ""  # pass@256 with 16 samples per problem: not defined
+    points = (in_tmp / "out" / "points_val.csv").read_text().splitlines()
+    assert points[0] == "run,pass@1,pass@1_lo,pass@1_hi,pass@8,pass@8_lo,pass@8_hi,hull"
+    assert {line.split(",")[0]: line.split(",")[-1] for line in points[1:]}["rft"] == "True"  # on the hull
     seeds = (in_tmp / "out" / "seeds_val.csv").read_text().splitlines()
     assert seeds[0].startswith("method,seeds,pass@1,pass@1_sd") and [line.split(",")[:2] for line in seeds[1:]] == [["a05", "2"]]
     client = MlflowClient(uri)

@@ -34,6 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import numpy as np
 from jsonargparse.typing import OpenUnitInterval, PositiveInt
 
 from lit_alpha.analysis.stats import BIN_NAMES, RunResult, format_transition, read_table
@@ -122,6 +123,13 @@ def report(analysis: Analysis, out: Path, all_pairs: bool = False, echo=print) -
         files.append(out / f"{name}_{s}.csv")
         text.extend(["", title, shown if shown is not None else format_rows(rows)])
 
+    hull = set(analysis.hull())
+    point_rows = [{"run": name, "pass@1": x, "pass@1_lo": xl, "pass@1_hi": xh, f"pass@{analysis.k}": y,
+                   f"pass@{analysis.k}_lo": yl, f"pass@{analysis.k}_hi": yh, "hull": name in hull}
+                  for name, (x, xl, xh, y, yl, yh) in analysis.points().items()]
+    _write_csv(out / f"points_{s}.csv", [{k: float(v) if isinstance(v, np.floating) else v for k, v in r.items()}
+                                         for r in point_rows])
+    files.append(out / f"points_{s}.csv")
     curve_rows = [{"run": name, **{f"pass@{k}": float(v) for k, v in zip(analysis.ks, mean)}}
                   for name, (mean, _, _) in analysis.curves().items()]
     table("passk", curve_rows, "pass@k:")
