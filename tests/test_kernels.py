@@ -98,6 +98,10 @@ def test_packed_linears_never_serve_a_forward_that_needs_gradients(gqa_model):
     y.float().sum().backward()
     assert x.grad is not None and layer.weight.grad is not None
     layer.weight.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16), packed_linears(gqa_model):
+        layer(torch.randn(2, 64)).float().sum().backward()  # an input without grad: the weight still gets one
+    assert layer.weight.grad is not None
+    layer.weight.grad = None
 
 
 def test_packed_linears_restore_on_error(gqa_model):

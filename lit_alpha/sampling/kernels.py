@@ -44,11 +44,19 @@ def _packed_forward(module: torch.nn.Linear, packed: Tensor, bias: Tensor | None
     plain = module.forward
 
     def forward(x: Tensor) -> Tensor:
-        if x.requires_grad and torch.is_grad_enabled():  # a forward that needs gradients: never packed
-            return plain(x)
+        if torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad):
+            return plain(x)  # a forward that needs gradients: never packed
         return torch.ops.mkldnn._linear_pointwise(x.to(dtype), packed, bias, "none", [], "")
 
     return forward
+
+
+def _bf16_onednn() -> bool:
+    """Does ``F.linear`` in bf16 run through oneDNN here (so the packed product has the same bits)?"""
+    try:
+        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _sharded(model: torch.nn.Module) -> bool:
@@ -66,7 +74,7 @@ def packed_linears(model: torch.nn.Module, rows_hint: int = 32) -> Iterator[int]
 
     Must be entered inside the autocast context the forwards run under (it decides the product dtype
     as ``F.linear`` would). ``rows_hint`` is oneDNN's batch-size hint (any row count stays exact)."""
-    if not torch.backends.mkldnn.is_available() or _sharded(model):
+    if not _bf16_onednn() or _sharded(model):  # without oneDNN bf16, F.linear runs another kernel
         yield 0
         return
     patched: list[torch.nn.Linear] = []
