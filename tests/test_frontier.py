@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -316,6 +317,31 @@ def test_evaluate_base_and_checkpoint_into_mlflow(in_tmp, random_model_dir, caps
 
 
 # -- sweep -------------------------------------------------------------------------------------------
+def test_sweep_evaluations_wait_for_the_base_evaluation(tmp_path):
+    """Two at a time: a fit may run beside the base's evaluation, but no other evaluation starts before
+    the base's has finished (each one scores the base's correct samples). Real subprocesses that
+    append their start and end to a file."""
+    events = tmp_path / "events"
+
+    def step(what: str, seconds: float) -> tuple[str, list[str]]:
+        code = (f"import time; f = open({str(events)!r}, 'a'); f.write({what!r} + ' start\\n'); f.flush(); "
+                f"time.sleep({seconds}); f.write({what!r} + ' end\\n')")
+        return what, [sys.executable, "-c", code]
+
+    chains = [[step("fit a-s0", 0.1), step("evaluate a-s0", 0.0)], [step("evaluate base", 1.5)],
+              [step("evaluate b-s0", 0.0)]]  # the base's chain is not first: the runner puts it first
+    index = {what: i for i, (what, _) in enumerate([s for c in chains for s in c], 1)}
+    assert sweep.run_chains(chains, 2, tmp_path, len(index), index) == 0
+    lines = events.read_text().splitlines()
+    base_end = lines.index("evaluate base end")
+    assert lines.index("fit a-s0 start") < base_end  # the fit did not wait
+    assert lines.index("evaluate a-s0 start") > base_end and lines.index("evaluate b-s0 start") > base_end
+    failing = [[("evaluate base", [sys.executable, "-c", "raise SystemExit(3)"])], [step("evaluate c-s0", 0.0)]]
+    index = {"evaluate base": 1, "evaluate c-s0": 2}
+    assert sweep.run_chains(failing, 2, tmp_path, 2, index) == 3  # a failed base does not block the others
+    assert "evaluate c-s0 end" in events.read_text()
+
+
 def test_sweep_plan_and_resume(in_tmp):
     uri = f"sqlite:///{in_tmp}/mlruns/mlflow.db"
     (in_tmp / "mlruns").mkdir()

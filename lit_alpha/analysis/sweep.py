@@ -24,6 +24,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -32,6 +33,8 @@ from typing import Literal, Sequence
 from jsonargparse.typing import PositiveInt
 
 from lit_alpha.analysis.frontier import EVAL_ARTIFACT_DIR
+
+BASE_EVAL = "evaluate base"  # the step every other evaluation depends on (the target's samples)
 
 
 def run_name(config: str | Path, seed: int) -> str:
@@ -79,7 +82,7 @@ def plan(configs: Sequence[str], seeds: Sequence[int], experiment: str, n: int, 
     evaluate = [python, "-m", "lit_alpha", "evaluate", "--n", str(n), "--split", *splits, *eval_args]
     steps: list[tuple[str, list[str]]] = []
     if base and configs and not (store and store.evaluated("base", splits)):
-        steps.append(("evaluate base", [*evaluate, "--config", str(configs[0]), "--run_name", "base",
+        steps.append((BASE_EVAL, [*evaluate, "--config", str(configs[0]), "--run_name", "base",
                                         *exp_args, *extra]))
     for config in configs:
         for seed in seeds:
@@ -104,8 +107,19 @@ def chains(steps: Sequence[tuple[str, list[str]]]) -> list[list[tuple[str, list[
     return list(by_run.values())
 
 
-def _run_chain(chain: list[tuple[str, list[str]]], log_dir: Path | None, total: int, index: dict[str, int]) -> int:
+def _run_chain(chain: list[tuple[str, list[str]]], log_dir: Path | None, total: int, index: dict[str, int],
+               base_done: threading.Event | None = None) -> int:
+    try:
+        return _run_steps(chain, log_dir, total, index, base_done)
+    finally:
+        if base_done is not None and any(what == BASE_EVAL for what, _ in chain):
+            base_done.set()  # also when it failed: the others then run without the divergence, as before
+
+
+def _run_steps(chain, log_dir, total, index, base_done) -> int:
     for what, cmd in chain:
+        if base_done is not None and what.startswith("evaluate ") and what != BASE_EVAL:
+            base_done.wait()  # every evaluation scores the base's correct samples: its table must exist
         tag = f"[{index[what]}/{total}] {what}"
         if log_dir is None:
             print(f"{tag}: {shlex.join(cmd)}", flush=True)
@@ -173,12 +187,21 @@ def sweep(configs: list[str], seeds: list[int] = [0], experiment: str = "frontie
     if jobs > 1:
         log_dir = Path(frontier_out) / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
+    code = run_chains(chains(steps), jobs, log_dir, total, index)
+    return code if code else _run_chain(final, None, total, index)
+
+
+def run_chains(runs: list[list[tuple[str, list[str]]]], jobs: int, log_dir: Path | None, total: int,
+               index: dict[str, int]) -> int:
+    """Run the chains ``jobs`` at a time (a chain's steps in order); the first failing exit code, else 0.
+    Fits start at once, but every evaluation waits for ``evaluate base`` (if it is among the steps)."""
+    base_done = threading.Event()
+    if not any(what == BASE_EVAL for chain in runs for what, _ in chain):
+        base_done.set()
+    runs = sorted(runs, key=lambda c: all(what != BASE_EVAL for what, _ in c))  # the base's chain first
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        codes = list(pool.map(lambda c: _run_chain(c, log_dir, total, index), chains(steps)))
-    failed = [c for c in codes if c != 0]
-    if failed:
-        return failed[0]
-    return _run_chain(final, None, total, index)
+        codes = list(pool.map(lambda c: _run_chain(c, log_dir, total, index, base_done), runs))
+    return next((c for c in codes if c != 0), 0)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
