@@ -30,6 +30,8 @@ import bench_sampler  # noqa: E402
 import bench_trl  # noqa: E402
 from common import PRECISIONS, BenchConfig, matmul_peak_gflops  # noqa: E402
 
+SIDE_BATCHED = bench_sampler.SIDES[1]
+
 PRESETS: dict[str, dict[str, Any]] = {
     # the configs' batch (32 prompts x 8), learning rate and budget
     "tiny": dict(steps=10, repeats=2, prompts_per_step=32, group_size=8, max_new_tokens=32, lr=3e-4,
@@ -96,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     out["sampler"] = bench_sampler.compare_samplers(cfg, a.sampler_repeats, precisions, per_prompt=a.per_prompt)
     for prec, table in out["sampler"].items():
         print(f"\n{prec}:\n\n" + bench_sampler.format_sampler_table(table))
+    out["decode_floor"] = bench_sampler.decode_floor(cfg, precisions)
+    print("\nThe decode step's linear products alone (the ceiling of any sampler on these kernels):\n\n"
+          + bench_sampler.format_floor(out["decode_floor"], out["sampler"]))
     if a.scaling:
         print(f"\n## 3. Scaling: full GRPO steps vs group size and budget ({a.prompts_per_step} prompts per "
               f"step, mean of {a.scaling_steps - 1} steps after the first, {precisions[0]})\n", flush=True)
@@ -148,6 +153,13 @@ def headline(out: dict[str, Any], precisions: Sequence[str]) -> dict[str, Any]:
                 target = " (target 3x)" if key == "sampler_batched" else ""
                 lines.append(f"- {prec}: HFSampler / {side}: {r[key]:.2f}x completion tokens/s, "
                              f"{r[key + '_cpu']:.2f}x per CPU second{target}")
+            floor = out.get("decode_floor", {}).get(prec)
+            if floor and SIDE_BATCHED in sampler:
+                r["sampler_ceiling_cpu"] = floor["floor_tok_per_s"] / sampler[SIDE_BATCHED]["tok_per_cpu_s"]
+                r["sampler_frac_of_ceiling"] = ours_cpu / floor["floor_tok_per_s"]
+                lines.append(f"- {prec}: the decode step's linear products alone allow at most "
+                             f"{r['sampler_ceiling_cpu']:.2f}x {SIDE_BATCHED} per CPU second; HFSampler runs at "
+                             f"{r['sampler_frac_of_ceiling']:.0%} of that ceiling")
         ratios[prec] = r
     if {"fp32", "bf16"} <= set(precisions):
         for name, key in (("training", "lit_alpha"),):

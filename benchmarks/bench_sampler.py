@@ -173,6 +173,63 @@ def compare_samplers(cfg: BenchConfig, repeats: int, precisions: Sequence[str] =
     return out
 
 
+def decode_floor(cfg: BenchConfig, precisions: Sequence[str] = ("fp32",), repeats: int = 5) -> dict[str, dict[str, float]]:
+    """CPU seconds of one decode step's linear products alone, at ``B·G`` rows (every row running):
+    ``{precision: {"generate_s", "hfsampler_s", "floor_tok_per_s"}}``.
+
+    Each ``nn.Linear`` of the model (the output head included) runs once on a ``[B·G, 1, in]`` input, as
+    ``generate`` runs it (``F.linear``, under the precision's autocast) and as ``HFSampler`` does (bf16:
+    weights packed once, ``lit_alpha.sampling.kernels``). With every other op of the step free, a sampler
+    built on these products emits at most ``B·G / hfsampler_s`` tokens per CPU second: the ceiling of its
+    speed-up over a measured ``generate``, whatever else it optimises."""
+    import contextlib
+
+    import torch
+
+    from lit_alpha.models import load_policy
+    from lit_alpha.sampling.kernels import packed_linears
+
+    set_threads(cfg.threads)
+    model, _ = load_policy(cfg.model)
+    rows = cfg.prompts_per_step * cfg.group_size
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    g = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(rows, 1, m.in_features, generator=g) for m in linears]
+
+    def step() -> float:
+        c = time.process_time()
+        for m, x in zip(linears, inputs):
+            m(x)
+        return time.process_time() - c
+
+    out: dict[str, dict[str, float]] = {}
+    with torch.no_grad():
+        for prec in precisions:
+            res = {}
+            for key, kernels in (("generate_s", contextlib.nullcontext), ("hfsampler_s", lambda: packed_linears(model, rows))):
+                with precision_context(prec), kernels():
+                    step()  # warm-up (and the weight-cast cache)
+                    res[key] = statistics.median(step() for _ in range(repeats))
+            res["floor_tok_per_s"] = rows / res["hfsampler_s"]
+            out[prec] = res
+    return out
+
+
+def format_floor(floor: dict[str, dict[str, float]], sampler: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Markdown: per precision, the decode step's linear products and what they leave for a sampler."""
+    lines = ["| precision | linear products per decode step, as generate runs them (CPU ms) | as HFSampler runs "
+             "them | ceiling tokens/CPU s (products only) | HFSampler tokens/CPU s, % of ceiling | "
+             "ceiling / generate one batched call |", "|---|---|---|---|---|---|"]
+    for prec, f in floor.items():
+        res = sampler.get(prec, {})
+        ours, gen = res.get(SIDES[2], {}).get("tok_per_cpu_s"), res.get(SIDES[1], {}).get("tok_per_cpu_s")
+        frac = f"{ours:.0f}, {ours / f['floor_tok_per_s']:.0%}" if ours else ""
+        ceiling = f"**{f['floor_tok_per_s'] / gen:.2f}×**" if gen else ""
+        lines.append(f"| {prec} | {f['generate_s'] * 1e3:.1f} | {f['hfsampler_s'] * 1e3:.1f} | "
+                     f"{f['floor_tok_per_s']:.0f} | {frac} | {ceiling} |")
+    return "\n".join(lines)
+
+
 def scaling(cfg: BenchConfig, python: str, steps: int) -> list[dict[str, float]]:
     """Full GRPO steps (``lit_worker.py``) per (group size, budget) setting, one process each."""
     from bench_trl import run_worker
@@ -251,8 +308,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                            vllm=a.vllm, plain_kernels=a.plain_kernels)
     for prec, table in res.items():
         print(f"\n{prec}:\n\n" + format_sampler_table(table))
+    floor = decode_floor(cfg, list(res))
+    print("\nThe decode step's linear products alone (the ceiling of any sampler on these kernels):\n\n"
+          + format_floor(floor, res))
     if a.json_out:
-        Path(a.json_out).write_text(json.dumps(res, indent=1))
+        Path(a.json_out).write_text(json.dumps({**res, "decode_floor": floor}, indent=1))
 
 
 if __name__ == "__main__":

@@ -106,7 +106,8 @@ def test_bench_sampler_compares_three_samplers(capsys):
     out = capsys.readouterr().out
     for side in bench_sampler.SIDES:
         assert f"| {side} |" in out
-    assert out.count("×**") == 2  # HFSampler's speed-up over each generate loop
+    assert out.count("×**") == 3  # HFSampler's speed-up over each generate loop, and the products' ceiling
+    assert "The decode step's linear products alone" in out
 
 
 def test_bench_sampler_plain_kernels_side(capsys, tmp_path):
@@ -159,6 +160,9 @@ def test_one_command_runs_all_three_parts(capsys):
         assert out["trl"][prec]["lit_alpha"]["seq_per_s"] > 0
         assert set(out["sampler"][prec]) == set(bench.bench_sampler.SIDES)
         assert out["headline"]["ratios"][prec]["sampler_batched"] > 0
+        floor = out["decode_floor"][prec]  # 2 prompts x 2 samples: 4 rows per decode step
+        assert floor["generate_s"] > 0 and floor["floor_tok_per_s"] == pytest.approx(4 / floor["hfsampler_s"])
+        assert out["headline"]["ratios"][prec]["sampler_ceiling_cpu"] > 0
     settings = [(r["group_size"], r["max_new_tokens"]) for r in out["scaling"]]
     assert settings[:3] == [(4, 8), (8, 8), (16, 8)] and (8, 16) in settings  # group sizes, then budgets
     assert all(r["step_s"] > 0 and r["peak_rss_mb"] > 0 for r in out["scaling"])

@@ -10,7 +10,7 @@ import torch
 
 from lit_alpha.sampling import HFSampler, SamplingParams
 from lit_alpha.sampling.cache import ReservedLayer, reserved_cache
-from lit_alpha.sampling.kernels import GQA_ATTENTION, gqa_sdpa, packed_linears
+from lit_alpha.sampling.kernels import GQA_ATTENTION, fast_decoding, gqa_sdpa, packed_linears
 
 BF16 = torch.ops.mkldnn._is_mkldnn_bf16_supported()
 needs_bf16 = pytest.mark.skipif(not BF16, reason="oneDNN bf16 products not supported on this CPU")
@@ -160,6 +160,53 @@ def test_reserved_layer_matches_the_growing_layer():
                 layer.batch_select_indices(torch.tensor([0, 4, 5]))
             rows = 3
     assert reserved._kbuf.shape[2] >= 8 and reserved.keys.shape == plain.keys.shape == (3, 3, 8, 4)
+
+
+@needs_bf16
+def test_packed_linears_cast_a_shared_input_once(gqa_model, monkeypatch):
+    """q/k/v read one hidden state: it is cast to bf16 once, not once per projection; an in-place change
+    in between (its version moves) gets a fresh cast."""
+    attn = gqa_model.model.layers[0].self_attn
+    casts = []
+    to = torch.Tensor.to
+
+    def counting_to(self, *args, **kwargs):
+        out = to(self, *args, **kwargs)
+        if out.dtype == torch.bfloat16 and self.dtype == torch.float32 and self.shape == (2, 64):
+            casts.append(self)
+        return out
+
+    x = torch.randn(2, 64)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16), packed_linears(gqa_model):
+        monkeypatch.setattr(torch.Tensor, "to", counting_to)
+        outs = [attn.q_proj(x), attn.k_proj(x), attn.v_proj(x)]
+        assert len(casts) == 1
+        x.mul_(2.0)
+        again = attn.q_proj(x)
+        monkeypatch.undo()
+    assert len(casts) == 2
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(outs[1], attn.k_proj(x / 2.0)) and torch.equal(again, attn.q_proj(x))
+
+
+@pytest.mark.parametrize("dtype", ["fp32", pytest.param("bf16", marks=needs_bf16)])
+def test_kv_cache_stores_bf16_only_where_attention_casts_to_it(gqa_model, random_model_dir, dtype):
+    """Under CPU bf16 autocast with the GQA attention, K (float32 after the rotary embedding) is stored
+    in bf16, as the attention would cast it; otherwise the cache keeps the model's dtypes."""
+    from transformers import AutoModelForCausalLM
+
+    mha = AutoModelForCausalLM.from_pretrained(random_model_dir)
+    for model, grouped in ((gqa_model, True), (mha, False)):
+        with _autocast(dtype), fast_decoding(model) as kv_dtype:
+            assert kv_dtype == (torch.bfloat16 if dtype == "bf16" and grouped else None)
+            cache = reserved_cache(model, 16, kv_dtype)
+            ids = torch.tensor([[5, 6, 7]])
+            with torch.no_grad():
+                model(input_ids=ids, past_key_values=cache, use_cache=True)
+        keys, values = cache.layers[0].keys, cache.layers[0].values
+        want_k = torch.bfloat16 if kv_dtype else torch.float32
+        assert keys.dtype == want_k, (grouped, dtype)
+        assert values.dtype == (torch.bfloat16 if dtype == "bf16" else torch.float32)
 
 
 def test_reserved_cache_only_for_plain_dynamic_layers(gqa_model):

@@ -6,6 +6,11 @@ time). :class:`ReservedLayer` allocates ``[rows, heads, capacity, head_dim]`` on
 position in place and hands attention a view of the filled part: the same values, so the same
 attention output (tested sample for sample against the plain cache in ``tests/test_kernels.py``).
 Beyond ``capacity`` it grows like the plain layer (doubling), so it is never wrong, only slower.
+
+``dtype`` stores K and V in that dtype. The sampler passes bf16 only where every reader casts them to
+bf16 anyway (:func:`lit_alpha.sampling.kernels.gqa_attention` under CPU bf16 autocast): the rotary
+embedding leaves K in float32 there, and autocast would otherwise cast the whole float32 K cache to bf16
+in every layer at every token. Rounding once at the write gives the same bf16 values.
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ def _dynamic_layer():
 class ReservedLayer(_dynamic_layer()):
     """A ``DynamicLayer`` backed by buffers of ``capacity`` positions (grown by doubling if exceeded)."""
 
-    def __init__(self, capacity: int, **kwargs: Any) -> None:
+    def __init__(self, capacity: int, dtype: torch.dtype | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.capacity = max(1, int(capacity))
+        self.store_dtype = dtype
         self.length = 0
 
     def lazy_initialization(self, key_states: Tensor, value_states: Tensor) -> None:
@@ -36,7 +42,8 @@ class ReservedLayer(_dynamic_layer()):
 
     def _alloc(self, like: Tensor, capacity: int) -> Tensor:
         b, h, _, d = like.shape
-        return torch.empty((b, h, capacity, d), dtype=like.dtype, device=like.device)
+        dtype = self.store_dtype if self.store_dtype is not None and like.is_floating_point() else like.dtype
+        return torch.empty((b, h, capacity, d), dtype=dtype, device=like.device)
 
     def _refresh(self) -> None:
         self.keys, self.values = self._kbuf[:, :, : self.length], self._vbuf[:, :, : self.length]
@@ -91,9 +98,9 @@ class ReservedLayer(_dynamic_layer()):
             self._refresh()
 
 
-def reserved_cache(model: Any, capacity: int):
-    """A ``DynamicCache`` for ``model`` whose layers are :class:`ReservedLayer` of ``capacity`` positions,
-    or None where the model's layers are not all plain ``DynamicLayer`` (sliding windows, linear
+def reserved_cache(model: Any, capacity: int, dtype: torch.dtype | None = None):
+    """A ``DynamicCache`` for ``model`` whose layers are :class:`ReservedLayer` of ``capacity`` positions
+    (storing K/V in ``dtype``, if given), or None where the model's layers are not all plain ``DynamicLayer`` (sliding windows, linear
     attention...): the model then builds its own cache."""
     from transformers.cache_utils import DynamicCache, DynamicLayer
 
@@ -108,5 +115,5 @@ def reserved_cache(model: Any, capacity: int):
         return None
     if not cache.layers or any(type(layer) is not DynamicLayer for layer in cache.layers):
         return None
-    cache.layers = [ReservedLayer(capacity) for _ in cache.layers]
+    cache.layers = [ReservedLayer(capacity, dtype) for _ in cache.layers]
     return cache

@@ -116,9 +116,10 @@ class HFSampler:
         per_chunk = max(1, self.max_batch // n)
         kernels = fast_decoding(model, rows_hint=min(per_chunk, len(encoded)) * n) if self.fast_kernels \
             else contextlib.nullcontext()
-        with kernels:
+        with kernels as kv_dtype:
             chunks = [
-                self._sample_chunk(model, tokenizer, encoded[i : i + per_chunk], prompt_len, n, params, generator)
+                self._sample_chunk(model, tokenizer, encoded[i : i + per_chunk], prompt_len, n, params, generator,
+                                   kv_dtype)
                 for i in range(0, len(encoded), per_chunk)
             ]
         width = max(c[0].shape[1] for c in chunks)
@@ -138,20 +139,21 @@ class HFSampler:
         texts = tokenizer.batch_decode(gen.masked_fill(~keep, pad).tolist(), skip_special_tokens=True)
         return Samples(input_ids, attn, cmask, logprobs, texts, truncated, prompt_len, entropy=entropy)
 
-    def _sample_chunk(self, model, tokenizer, encoded, prompt_len, n, params, generator) -> _Chunk:
+    def _sample_chunk(self, model, tokenizer, encoded, prompt_len, n, params, generator, kv_dtype=None) -> _Chunk:
         was_training = model.training
         model.eval()
         try:
-            return self._decode(model, tokenizer, encoded, prompt_len, n, params, generator)
+            return self._decode(model, tokenizer, encoded, prompt_len, n, params, generator, kv_dtype)
         finally:
             model.train(was_training)
 
-    def _prefill(self, model, prompt: Tensor, pmask: Tensor, n: int, share: bool, capacity: int) -> tuple[Any, Tensor]:
+    def _prefill(self, model, prompt: Tensor, pmask: Tensor, n: int, share: bool, capacity: int,
+                 kv_dtype: torch.dtype | None = None) -> tuple[Any, Tensor]:
         """KV cache and last-position logits ``[B·n, V]`` of the ``[B, P]`` prompts, each repeated n times
         (``share``: prefilled once per prompt, then the cache is repeated; ``fast_kernels``: a cache with
-        room for ``capacity`` positions)."""
+        room for ``capacity`` positions, storing K/V in ``kv_dtype`` if given)."""
         kwargs = dict(attention_mask=pmask, position_ids=position_ids_from_mask(pmask), use_cache=True)
-        cache = reserved_cache(model, capacity) if self.fast_kernels else None
+        cache = reserved_cache(model, capacity, kv_dtype) if self.fast_kernels else None
         if cache is not None:
             kwargs["past_key_values"] = cache
         share = share and n > 1
@@ -166,10 +168,10 @@ class HFSampler:
                 cache.batch_repeat_interleave(n)
                 logits = logits.repeat_interleave(n, 0)
             else:  # a cache that cannot be repeated in place: prefill every row after all
-                return self._prefill(model, prompt, pmask, n, share=False, capacity=capacity)
+                return self._prefill(model, prompt, pmask, n, share=False, capacity=capacity, kv_dtype=kv_dtype)
         return cache, logits
 
-    def _decode(self, model, tokenizer, encoded, prompt_len, n, params, generator) -> _Chunk:
+    def _decode(self, model, tokenizer, encoded, prompt_len, n, params, generator, kv_dtype=None) -> _Chunk:
         device = next(model.parameters()).device
         pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
         b = len(encoded)
@@ -180,7 +182,7 @@ class HFSampler:
             pmask[i, prompt_len - len(ids) :] = 1
         prompt, pmask = prompt.to(device), pmask.to(device)
         cache, logits = self._prefill(model, prompt, pmask, n, self.share_prompt,
-                                      capacity=prompt_len + params.max_new_tokens)  # logits [N, V]
+                                      capacity=prompt_len + params.max_new_tokens, kv_dtype=kv_dtype)  # [N, V]
         prompt, pmask = prompt.repeat_interleave(n, 0), pmask.repeat_interleave(n, 0)  # [N, P]
         num = prompt.shape[0]
 

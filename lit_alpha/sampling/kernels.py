@@ -35,18 +35,39 @@ def _product_dtype(weight: Tensor) -> torch.dtype | None:
     """The dtype ``F.linear`` would compute this weight's product in here, if it is bf16 on CPU, else None."""
     if weight.device.type != "cpu" or type(weight) not in (Tensor, torch.nn.Parameter):
         return None
-    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+    if _autocast_bf16_cpu():
         return torch.bfloat16 if weight.dtype in (torch.float32, torch.bfloat16) else None
     return torch.bfloat16 if weight.dtype == torch.bfloat16 and not torch.is_autocast_enabled("cpu") else None
 
 
-def _packed_forward(module: torch.nn.Linear, packed: Tensor, bias: Tensor | None, dtype: torch.dtype):
+class _CastMemo:
+    """The last input cast to the product dtype, reused by the next layer fed the same tensor.
+
+    q/k/v (and gate/up) projections read one normalised hidden state: autocast would cast it once per
+    layer, this casts it once per tensor (the same values). Holding the source keeps its identity
+    unique; its version counter catches an in-place change in between."""
+
+    def __init__(self) -> None:
+        self.source: Tensor | None = None
+        self.version = -1
+        self.cast: Tensor | None = None
+
+    def __call__(self, x: Tensor, dtype: torch.dtype) -> Tensor:
+        if x.dtype == dtype:
+            return x
+        if x is not self.source or x._version != self.version or self.cast.dtype != dtype:
+            self.source, self.version, self.cast = x, x._version, x.to(dtype)
+        return self.cast
+
+
+def _packed_forward(module: torch.nn.Linear, packed: Tensor, bias: Tensor | None, dtype: torch.dtype,
+                    memo: _CastMemo):
     plain = module.forward
 
     def forward(x: Tensor) -> Tensor:
         if torch.is_grad_enabled() and (x.requires_grad or module.weight.requires_grad):
             return plain(x)  # a forward that needs gradients: never packed
-        return torch.ops.mkldnn._linear_pointwise(x.to(dtype), packed, bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(memo(x, dtype), packed, bias, "none", [], "")
 
     return forward
 
@@ -78,6 +99,7 @@ def packed_linears(model: torch.nn.Module, rows_hint: int = 32) -> Iterator[int]
         yield 0
         return
     patched: list[torch.nn.Linear] = []
+    memo = _CastMemo()
     try:
         with torch.no_grad():
             for module in model.modules():
@@ -89,7 +111,7 @@ def packed_linears(model: torch.nn.Module, rows_hint: int = 32) -> Iterator[int]
                 weight = module.weight.detach().to(dtype)
                 bias = None if module.bias is None else module.bias.detach().to(dtype)
                 packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows_hint)
-                module.forward = _packed_forward(module, packed, bias, dtype)
+                module.forward = _packed_forward(module, packed, bias, dtype, memo)
                 patched.append(module)
         yield len(patched)
     finally:
@@ -166,13 +188,20 @@ def module_of(model: Any) -> torch.nn.Module | None:
     return policy if isinstance(policy, torch.nn.Module) else None
 
 
+def _autocast_bf16_cpu() -> bool:
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
 @contextlib.contextmanager
-def fast_decoding(model: Any, rows_hint: int = 32) -> Iterator[None]:
+def fast_decoding(model: Any, rows_hint: int = 32) -> Iterator[torch.dtype | None]:
     """:func:`packed_linears` and :func:`gqa_sdpa` together (the sampler's default) on
-    :func:`module_of` ``model`` (nothing when there is no module to patch)."""
+    :func:`module_of` ``model`` (nothing when there is no module to patch).
+
+    Yields the dtype the sampler's KV cache may store K/V in (None: as the model computes them): bf16
+    where attention is :func:`gqa_attention` under CPU bf16 autocast, which casts them to bf16 anyway."""
     module = module_of(model)
     if module is None:
-        yield
+        yield None
         return
-    with packed_linears(module, rows_hint), gqa_sdpa(module):
-        yield
+    with packed_linears(module, rows_hint), gqa_sdpa(module) as gqa:
+        yield torch.bfloat16 if gqa and _autocast_bf16_cpu() else None
