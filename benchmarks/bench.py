@@ -131,6 +131,13 @@ def headline(out: dict[str, Any], precisions: Sequence[str]) -> dict[str, Any]:
             lines.append(f"- {prec}: lit_alpha / TRL training throughput: {r['train_seq']:.2f}x sequences/s, "
                          f"{r['train_tok']:.2f}x completion tokens/s, {r['train_seq_cpu']:.2f}x sequences per "
                          "CPU second (target 2x)")
+            lit, other = trl["lit_alpha"], trl["trl"]
+            rest = lit["step_s"] - lit["sample_s"]  # seconds per step of all but sampling
+            if rest > 0:  # the same sequences per step on both sides
+                r["train_seq_free_sampling"] = other["step_s"] / rest
+                lines.append(f"- {prec}: with sampling free, lit_alpha / TRL could reach at most "
+                             f"{r['train_seq_free_sampling']:.2f}x (TRL's step {other['step_s']:.2f} s against "
+                             f"lit_alpha's {rest:.2f} s of scoring, forward, backward and update)")
         if "lit_alpha" in trl:
             lit = trl["lit_alpha"]
             rate = r["train_gflop_per_cpu_s"] = lit["train_gflop_per_cpu_s"]

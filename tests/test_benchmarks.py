@@ -174,3 +174,26 @@ def test_bench_verifier_prints_before_and_after(capsys):
     bench_verifier.main(["--n", "400", "--rounds", "1"])
     out = capsys.readouterr().out
     assert "model-like" in out and "random+hostile" in out and out.count("verdicts/s") == 4
+
+
+def test_headline_ratios_and_ceilings_by_hand():
+    """The headline's ratios from hand-made figures: lit_alpha 4 s/step of which 2.5 s sampling, TRL 8 s;
+    the sampler at 300 tokens/CPU s against generate's 100, its products' ceiling 500."""
+    import bench
+
+    def side(step_s, sample_s, seq_per_s):
+        return {"step_s": step_s, "sample_s": sample_s, "seq_per_s": seq_per_s, "tok_per_s": 10 * seq_per_s,
+                "seq_per_cpu_s": seq_per_s, "train_gflop_per_cpu_s": 50.0, "train_gflop_per_s": 50.0,
+                "logprob_mismatch": 1e-6}
+
+    sides = bench.bench_sampler.SIDES
+    out = {"peak_gflops": {"fp32": {"peak": 100.0}, "bf16": {"peak": 500.0}},
+           "trl": {"fp32": {"lit_alpha": side(4.0, 2.5, 4.0), "trl": side(8.0, 5.0, 2.0)}},
+           "sampler": {"fp32": {sides[1]: {"tok_per_s": 100.0, "tok_per_cpu_s": 100.0},
+                                sides[2]: {"tok_per_s": 300.0, "tok_per_cpu_s": 300.0}}},
+           "decode_floor": {"fp32": {"generate_s": 0.1, "hfsampler_s": 0.064, "floor_tok_per_s": 500.0}}}
+    r = bench.headline(out, ["fp32"])["ratios"]["fp32"]
+    assert r["train_seq"] == pytest.approx(2.0) and r["train_seq_free_sampling"] == pytest.approx(8.0 / 1.5)
+    assert r["frac_fp32_peak"] == pytest.approx(0.5) and r["frac_bf16_peak"] == pytest.approx(0.1)
+    assert r["sampler_batched"] == pytest.approx(3.0)
+    assert r["sampler_ceiling_cpu"] == pytest.approx(5.0) and r["sampler_frac_of_ceiling"] == pytest.approx(0.6)
