@@ -34,12 +34,13 @@ SIDE_BATCHED = bench_sampler.SIDES[1]
 
 PRESETS: dict[str, dict[str, Any]] = {
     # the configs' batch (32 prompts x 8), learning rate and budget
-    "tiny": dict(steps=10, repeats=2, prompts_per_step=32, group_size=8, max_new_tokens=32, lr=3e-4,
+    "tiny": dict(steps=10, warmup_steps=1, repeats=2, prompts_per_step=32, group_size=8, max_new_tokens=32, lr=3e-4,
                  sampler_prompts=32, sampler_repeats=3, scaling=True),
     # a 135M model on 2 cores: a small batch; lr 1e-6 keeps both sides' completions at the base model's
     # lengths (at 3e-4 the two sides' random samples drive the model apart within a few steps)
-    # (one repeat: each step also records CPU time, which a shared machine does not inflate)
-    "pretrained": dict(steps=4, repeats=1, prompts_per_step=2, group_size=8, max_new_tokens=32, lr=1e-6,
+    # (one repeat: each step also records CPU time, which a shared machine does not inflate); 4 warm-up
+    # steps: on this project's VM the first steps of both sides take 2-4x the later ones (first-touch memory)
+    "pretrained": dict(steps=10, warmup_steps=4, repeats=1, prompts_per_step=2, group_size=8, max_new_tokens=32, lr=1e-6,
                        sampler_prompts=4, sampler_repeats=2, scaling=False),
 }
 
@@ -49,7 +50,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="countdown-tiny", help="countdown-tiny or a local model directory")
     p.add_argument("--preset", choices=sorted(PRESETS), default=None, help="default: by model (see above)")
-    for name in ("steps", "repeats", "prompts_per_step", "group_size", "max_new_tokens", "sampler_prompts",
+    for name in ("steps", "warmup_steps", "repeats", "prompts_per_step", "group_size", "max_new_tokens", "sampler_prompts",
                  "sampler_repeats", "scaling_steps"):
         p.add_argument("--" + name.replace("_", "-"), type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
@@ -86,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
               ", ".join(f"{k}: {v:.0f}" for k, v in shapes.items() if k != "peak") + ")")
     print("\n## 1. GRPO training: lit_alpha vs TRL GRPOTrainer, same work\n", flush=True)
     out["trl"] = bench_trl.main([
-        "--model", model, "--steps", str(a.steps), "--repeats", str(a.repeats),
+        "--model", model, "--steps", str(a.steps), "--warmup-steps", str(a.warmup_steps), "--repeats", str(a.repeats),
         "--prompts-per-step", str(a.prompts_per_step), "--group-size", str(a.group_size),
         "--max-new-tokens", str(a.max_new_tokens), "--lr", str(a.lr), "--threads", str(a.threads),
         "--sides", a.sides, "--trl-python", a.trl_python, "--precision", *precisions,

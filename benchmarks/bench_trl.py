@@ -11,7 +11,7 @@ fresh process (``lit_worker.py`` with this python, ``trl_worker.py`` with ``--tr
 ``setup_trl.sh``), and prints per side the medians over repeats of: sequences/s, completion
 tokens/s, seconds per step split into sampling / verification / no-grad log-prob forwards (lit_alpha's
 frozen base; TRL's reference, none at β=0) / the policy's forward / the rest of the update, the
-process's peak RSS, and the lit_alpha/TRL ratios. The first step of every run is excluded (warm-up).
+process's peak RSS, and the lit_alpha/TRL ratios. The first ``--warmup-steps`` steps of every run are excluded (default 1).
 What "same work" means, setting by setting, is in ``trl_worker.py``'s docstring and
 ``docs/performance.md``. ``--sides lit`` runs lit_alpha alone (no TRL needed).
 """
@@ -101,7 +101,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, B
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=d.model, help="countdown-tiny or a local model directory")
-    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps per run (first = warm-up)")
+    p.add_argument("--steps", type=int, default=d.steps, help="optimizer steps per run")
+    p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="first steps left out of the means")
     p.add_argument("--repeats", type=int, default=2, help="alternating lit_alpha/TRL pairs of runs")
     p.add_argument("--prompts-per-step", type=int, default=d.prompts_per_step)
     add_run_args(p)
@@ -115,7 +116,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, B
     p.add_argument("--json-out", default=None, help="also write every run's result here")
     p.add_argument("--log-dir", default=None, help="keep worker logs and results here (default: a temp dir)")
     a = p.parse_args(argv)
-    cfg = BenchConfig(model=a.model, steps=a.steps, prompts_per_step=a.prompts_per_step,
+    cfg = BenchConfig(model=a.model, steps=a.steps, warmup_steps=a.warmup_steps, prompts_per_step=a.prompts_per_step,
                       group_size=a.group_size, max_new_tokens=a.max_new_tokens, threads=a.threads, lr=a.lr,
                       clip_eps=a.clip_eps, temperature=a.temperature, top_p=a.top_p, seed=a.seed)
     return a, cfg
@@ -156,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, dict[str, flo
     versions = {name: results[0].versions for name, results in runs[precisions[0]].items()}
     print(f"\nversions: {json.dumps(versions)}")
     print(f"model: {cfg.model}; {cfg.prompts_per_step} prompts x {cfg.group_size} samples, "
-          f"<= {cfg.max_new_tokens} new tokens, {cfg.steps} steps (first excluded), {cfg.threads} thread(s); "
+          f"<= {cfg.max_new_tokens} new tokens, {cfg.steps} steps (first {cfg.warmup_steps} excluded), {cfg.threads} thread(s); "
           f"median of {args.repeats} run(s) per side; phases in s/step")
     for prec in precisions:
         print(f"\n{prec}:\n\n" + format_table(rows[prec]))

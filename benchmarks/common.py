@@ -36,7 +36,9 @@ class BenchConfig:
 
     Args:
         model: a local model directory or an embedded model name (``countdown-tiny``).
-        steps: optimizer steps (the first is reported apart, as warm-up).
+        steps: optimizer steps.
+        warmup_steps: the first steps, left out of the means (reported apart): model load, first-touch
+            memory (slow on some VMs) and kernel set-up land there.
         prompts_per_step: prompts per optimizer step (B).
         group_size: completions per prompt (G); B·G sequences per step.
         max_new_tokens: completion budget (TRL's ``max_completion_length``) and the loss normaliser C.
@@ -52,6 +54,7 @@ class BenchConfig:
 
     model: str = "countdown-tiny"
     steps: int = 10
+    warmup_steps: int = 1
     prompts_per_step: int = 32
     group_size: int = 8
     max_new_tokens: int = 32
@@ -69,6 +72,8 @@ class BenchConfig:
         for name in ("steps", "prompts_per_step", "group_size", "max_new_tokens", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.warmup_steps < self.steps:
+            raise ValueError(f"warmup_steps must be in [0, steps), got {self.warmup_steps} with {self.steps} steps")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -123,8 +128,10 @@ class WorkerResult:
         return cls(**data)
 
     def summary(self) -> dict[str, float]:
-        """Means over the measured steps (all but the first, when there are two or more)."""
-        measured = self.steps[1:] if len(self.steps) > 1 else self.steps
+        """Means over the measured steps: all but the config's ``warmup_steps`` first (the last step when
+        a run has no more)."""
+        warmup = int(self.config.get("warmup_steps", 1))
+        measured = self.steps[warmup:] if len(self.steps) > warmup else self.steps[-1:]
         step_s = statistics.fmean(s.step_s for s in measured)
         out = {
             "step_s": step_s,

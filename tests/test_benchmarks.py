@@ -197,3 +197,18 @@ def test_headline_ratios_and_ceilings_by_hand():
     assert r["frac_fp32_peak"] == pytest.approx(0.5) and r["frac_bf16_peak"] == pytest.approx(0.1)
     assert r["sampler_batched"] == pytest.approx(3.0)
     assert r["sampler_ceiling_cpu"] == pytest.approx(5.0) and r["sampler_frac_of_ceiling"] == pytest.approx(0.6)
+
+
+def test_summary_leaves_out_the_warmup_steps():
+    """Steps of 10, 6, 2, 4 s: with 2 warm-up steps the mean step is 3 s; a run no longer than its
+    warm-up reports its last step; a warm-up as long as the run is refused."""
+    from common import BenchConfig, StepRecord, WorkerResult
+
+    steps = [StepRecord(step_s=t, sequences=4, completion_tokens=8.0) for t in (10.0, 6.0, 2.0, 4.0)]
+    cfg = json.loads(BenchConfig(steps=4, warmup_steps=2).to_json())
+    res = WorkerResult(side="lit", config=cfg, steps=steps)
+    assert res.summary()["step_s"] == pytest.approx(3.0) and res.summary()["first_step_s"] == 10.0
+    assert res.summary()["seq_per_s"] == pytest.approx(8 / 6)
+    assert WorkerResult(side="lit", config={**cfg, "warmup_steps": 9}, steps=steps).summary()["step_s"] == 4.0
+    with pytest.raises(ValueError, match="warmup_steps"):
+        BenchConfig(steps=2, warmup_steps=2)
