@@ -189,6 +189,19 @@ def test_packed_linears_cast_a_shared_input_once(gqa_model, monkeypatch):
         assert torch.equal(outs[1], attn.k_proj(x / 2.0)) and torch.equal(again, attn.q_proj(x))
 
 
+@needs_bf16
+def test_fast_kernels_under_inference_mode(gqa_model):
+    """Lightning validates under ``torch.inference_mode``, whose tensors have no version counter: the
+    fast path samples there too, the same samples as under ``no_grad``."""
+    params = SamplingParams(max_new_tokens=6)
+    out = {}
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode(), _autocast("bf16"):
+            out[mode] = HFSampler().sample(gqa_model, _Tok(), PROMPTS, 3, params, torch.Generator().manual_seed(4))
+    assert torch.equal(out[torch.no_grad].input_ids, out[torch.inference_mode].input_ids)
+    assert torch.equal(out[torch.no_grad].logprobs, out[torch.inference_mode].logprobs)
+
+
 @pytest.mark.parametrize("dtype", ["fp32", pytest.param("bf16", marks=needs_bf16)])
 def test_kv_cache_stores_bf16_only_where_attention_casts_to_it(gqa_model, random_model_dir, dtype):
     """Under CPU bf16 autocast with the GQA attention, K (float32 after the rotary embedding) is stored

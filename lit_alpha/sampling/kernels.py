@@ -45,7 +45,8 @@ class _CastMemo:
 
     q/k/v (and gate/up) projections read one normalised hidden state: autocast would cast it once per
     layer, this casts it once per tensor (the same values). Holding the source keeps its identity
-    unique; its version counter catches an in-place change in between."""
+    unique; its version counter catches an in-place change in between. Inference tensors (Lightning
+    validates under ``torch.inference_mode``) have no version counter, so they are cast every time."""
 
     def __init__(self) -> None:
         self.source: Tensor | None = None
@@ -55,6 +56,8 @@ class _CastMemo:
     def __call__(self, x: Tensor, dtype: torch.dtype) -> Tensor:
         if x.dtype == dtype:
             return x
+        if x.is_inference():
+            return x.to(dtype)
         if x is not self.source or x._version != self.version or self.cast.dtype != dtype:
             self.source, self.version, self.cast = x, x._version, x.to(dtype)
         return self.cast
