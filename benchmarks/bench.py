@@ -100,8 +100,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for prec, table in out["sampler"].items():
         print(f"\n{prec}:\n\n" + bench_sampler.format_sampler_table(table))
     out["decode_floor"] = bench_sampler.decode_floor(cfg, precisions)
-    print("\nThe decode step's linear products alone (the ceiling of any sampler on these kernels):\n\n"
-          + bench_sampler.format_floor(out["decode_floor"], out["sampler"]))
+    print("\n" + bench_sampler.format_floor(out["decode_floor"], out["sampler"]))
     if a.scaling:
         print(f"\n## 3. Scaling: full GRPO steps vs group size and budget ({a.prompts_per_step} prompts per "
               f"step, mean of {a.scaling_steps - 1} steps after the first, {precisions[0]})\n", flush=True)

@@ -216,8 +216,10 @@ def decode_floor(cfg: BenchConfig, precisions: Sequence[str] = ("fp32",), repeat
 
 
 def format_floor(floor: dict[str, dict[str, float]], sampler: dict[str, dict[str, dict[str, float]]]) -> str:
-    """Markdown: per precision, the decode step's linear products and what they leave for a sampler."""
-    lines = ["| precision | linear products per decode step, as generate runs them (CPU ms) | as HFSampler runs "
+    """Markdown, with its heading: per precision, the decode step's linear products and what they leave
+    for a sampler."""
+    lines = ["The decode step's linear products alone (the ceiling of any sampler on these kernels):", "",
+             "| precision | linear products per decode step, as generate runs them (CPU ms) | as HFSampler runs "
              "them | ceiling tokens/CPU s (products only) | HFSampler tokens/CPU s, % of ceiling | "
              "ceiling / generate one batched call |", "|---|---|---|---|---|---|"]
     for prec, f in floor.items():
@@ -309,8 +311,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     for prec, table in res.items():
         print(f"\n{prec}:\n\n" + format_sampler_table(table))
     floor = decode_floor(cfg, list(res))
-    print("\nThe decode step's linear products alone (the ceiling of any sampler on these kernels):\n\n"
-          + format_floor(floor, res))
+    print("\n" + format_floor(floor, res))
     if a.json_out:
         Path(a.json_out).write_text(json.dumps({**res, "decode_floor": floor}, indent=1))
 
