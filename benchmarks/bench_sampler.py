@@ -115,11 +115,11 @@ def compare_samplers(cfg: BenchConfig, repeats: int, precisions: Sequence[str] =
 
     from lit_alpha.models import load_policy
     from lit_alpha.sampling import HFSampler, SamplingParams
-    from lit_alpha.tasks import CountdownTask
+    from lit_alpha.tasks.countdown import COUNTDOWN4, CountdownTask
 
     set_threads(cfg.threads)
     model, tokenizer = load_policy(cfg.model)
-    task = CountdownTask()
+    task = CountdownTask(**COUNTDOWN4)
     batches = train_records(BenchConfig(**{**vars(cfg), "steps": repeats + 1}))
     params = SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens)
     sampler = HFSampler()

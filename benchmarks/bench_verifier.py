@@ -35,13 +35,13 @@ sys.path.insert(0, str(ROOT))
 import countdown_reference  # noqa: E402
 from countdown_corpus import corpus  # noqa: E402
 
-from lit_alpha.tasks.countdown import CountdownTask, random_expression, solutions  # noqa: E402
+from lit_alpha.tasks.countdown import COUNTDOWN4, CountdownTask, random_expression, solutions  # noqa: E402
 from lit_alpha.verifiers import countdown  # noqa: E402
 
 
 def model_like(n: int, seed: int = 0) -> list[tuple[dict, str]]:
     """``n`` (record, completion) pairs in groups of 8 per record; a third of them correct."""
-    task = CountdownTask(seed=seed)
+    task = CountdownTask(**COUNTDOWN4, seed=seed)
     records = task.problems("val")[:50]  # 50 problems (their solutions are enumerated once each)
     rng = np.random.default_rng(seed)
     out, sols_of = [], {}

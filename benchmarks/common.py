@@ -213,9 +213,9 @@ def worker_env(threads: int) -> dict[str, str]:
 def train_records(cfg: BenchConfig) -> list[list[dict[str, Any]]]:
     """The prompts of each step, exactly as lit_alpha's training stream draws them (``PromptStream``)."""
     from lit_alpha.data.sources import PromptStream
-    from lit_alpha.tasks import CountdownTask
+    from lit_alpha.tasks.countdown import COUNTDOWN4, CountdownTask
 
-    stream = iter(PromptStream(CountdownTask(), cfg.prompts_per_step, cfg.seed))
+    stream = iter(PromptStream(CountdownTask(**COUNTDOWN4), cfg.prompts_per_step, cfg.seed))
     return [[dict(r) for r in next(stream)["records"]] for _ in range(cfg.steps)]
 
 

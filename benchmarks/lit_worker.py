@@ -40,7 +40,7 @@ def run(cfg: BenchConfig) -> WorkerResult:
     from lit_alpha.module import AlphaModule
     from lit_alpha.objectives import GRPO
     from lit_alpha.sampling import HFSampler
-    from lit_alpha.tasks import CountdownTask
+    from lit_alpha.tasks.countdown import COUNTDOWN4, CountdownTask
 
     policy_fwd = [0.0]
     inner = module_mod.token_logprobs
@@ -57,7 +57,7 @@ def run(cfg: BenchConfig) -> WorkerResult:
     objective = GRPO(beta=0.0, std_normalize=False, clip_eps=cfg.clip_eps, aggregation="constant",
                      normalizer=float(cfg.max_new_tokens))
     module = AlphaModule(model=cfg.model, objective=objective, lr=cfg.lr, warmup_frac=0.0, num_threads=cfg.threads)
-    data = RolloutDataModule(task=CountdownTask(), prompts_per_step=cfg.prompts_per_step, n_samples=cfg.group_size,
+    data = RolloutDataModule(task=CountdownTask(**COUNTDOWN4), prompts_per_step=cfg.prompts_per_step, n_samples=cfg.group_size,
                              temperature=cfg.temperature, top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens,
                              sampler=HFSampler(), seed=cfg.seed)
     result = WorkerResult(side="lit_alpha", config=vars(cfg).copy(), versions=versions())

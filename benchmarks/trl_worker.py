@@ -74,10 +74,10 @@ def run(cfg: BenchConfig) -> WorkerResult:
     from trl import GRPOConfig, GRPOTrainer
 
     from lit_alpha.models import load_policy
-    from lit_alpha.tasks import CountdownTask
+    from lit_alpha.tasks.countdown import COUNTDOWN4, CountdownTask
     from lit_alpha.verifiers.guarded import GuardedVerifier
 
-    task = CountdownTask()
+    task = CountdownTask(**COUNTDOWN4)
     guard = GuardedVerifier(task.verifier)
     rows = [{"prompt": task.prompt(r), "id": r["id"], "numbers": r["numbers"], "target": r["target"]}
             for step in train_records(cfg) for r in step]

@@ -25,7 +25,8 @@ def debugging() -> bool:
 
 def reported(call: Callable[[], int], name_type: bool = False) -> int:
     """``call()``, or, when it raises, one line ``error: [Type: ]message`` on stderr and exit code 2
-    (the commands' convention; under :func:`debugging` the exception propagates)."""
+    (the commands' convention; under :func:`debugging` the exception propagates). ``name_type``: prefix
+    the exception's type name, except for a :class:`UserError`, whose message names the field at fault."""
     import sys
 
     try:
@@ -33,5 +34,6 @@ def reported(call: Callable[[], int], name_type: bool = False) -> int:
     except Exception as err:  # noqa: BLE001 - one line, unless debugging
         if debugging():
             raise
-        print(f"error: {type(err).__name__ + ': ' if name_type else ''}{err}", file=sys.stderr)
+        typed = name_type and not isinstance(err, UserError)
+        print(f"error: {type(err).__name__ + ': ' if typed else ''}{err}", file=sys.stderr)
         return 2

@@ -82,7 +82,7 @@ class AlphaModule(L.LightningModule):
 
     def __init__(
         self,
-        model: str = "countdown-tiny",
+        model: str = "countdown5-tiny",
         objective: Objective = lazy_instance(AlphaDPG),
         lr: float = 3e-4,
         weight_decay: float = 0.0,
@@ -312,7 +312,7 @@ class AlphaModule(L.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.policy.parameters() if p.requires_grad]
         # the fused kernel (one pass per tensor) is the same update as the default per-op loop, and 6x
-        # faster on CPU (0.07 vs 0.45 s per step for SmolLM2-135M, docs/performance.md). In full precision
+        # faster on CPU (0.07 vs 0.45 s per step for SmolLM2-135M, measured with benchmarks/bench.py). In full precision
         # and under bf16-mixed (float32 master weights; configure_gradient_clipping clips first); not
         # under fp16 (a loss scaler) or FSDP's plugins.
         plugin = self._trainer.precision_plugin if self._trainer is not None else None

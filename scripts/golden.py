@@ -2,9 +2,11 @@
 every logged metric at every step read back from the MLflow store, written to one JSON.
 
     python scripts/golden.py record OUT.json [--steps 5] [--jobs 2] [--only grpo,a05]
-    python scripts/golden.py compare BEFORE.json AFTER.json [--tol 1e-6]
+    python scripts/golden.py compare BEFORE.json AFTER.json [--tol 1e-6] [--rename old=new,...] [--only a,b]
 
-``record`` runs ``python -m lit_alpha fit --config configs/<name>.yaml`` per config, each in its own
+``record`` runs ``python -m lit_alpha fit --config configs/<name>.yaml`` per config (``name`` is the
+path under configs/ without ``.yaml``: ``a05``, ``lean/a025``; folder ``base.yaml`` files and configs
+that need a GPU or a downloaded model are left out), each in its own
 temporary directory (its own ``mlruns/`` store), with the config as shipped plus the same cheap
 overrides before and after a change: ``--trainer.max_steps 5``, a tiny validation (few problems, few
 samples) and no progress bar. Configs that cannot run on this machine are listed as skipped with the
@@ -32,9 +34,10 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
 
 SKIP = {
-    "fsdp_a05": "needs GPUs (accelerator: gpu, DecoderFSDP)",
-    "vllm_a05": "needs a CUDA GPU and vLLM",
+    "gpu/fsdp_a05": "needs GPUs (accelerator: gpu, DecoderFSDP)",
+    "gpu/vllm_a05": "needs a CUDA GPU and vLLM",
 }
+SKIP_FOLDERS = {"smollm2": "needs the converted SmolLM2 model (models/smollm2-135m-instruct)"}
 #: metrics that measure the machine, not the run
 VOLATILE = re.compile(r"^perf/(.*_s|peak_rss_mb|.*_mb)$")
 
@@ -52,7 +55,7 @@ def random_model(out: Path) -> Path:
 
 def overrides(name: str, run_dir: Path, model_dir: Path) -> list[str]:
     """The command-line overrides for config ``name`` (identical before and after a change)."""
-    if name.startswith("lean_"):  # the stand-in REPL and scripted sampler of tests/test_lean_fit.py
+    if name.startswith("lean/"):  # the stand-in REPL and scripted sampler of tests/test_lean_fit.py
         project = run_dir / "lean-project"
         project.mkdir()
         (project / "lakefile.lean").write_text('import Lake\nrequire REPL from git "https://github.com/leanprover-community/repl"\n')
@@ -66,7 +69,7 @@ def overrides(name: str, run_dir: Path, model_dir: Path) -> list[str]:
             "--data.prompts_per_step", "2", "--data.n_samples", "4", "--data.val_samples", "4",
             "--data.eval_prompts_per_batch", "2", "--data.max_new_tokens", "4",
         ]
-    if name.startswith("math_"):  # the example problem files of tests/data, a tiny random model
+    if name.startswith("math/"):  # the example problem files of tests/data, a tiny random model
         return [
             "--model.model", str(model_dir), "--model.dtype", "float32",
             "--data.task.init_args.train_file", str(TESTS / "data" / "math_tiny_train.jsonl"),
@@ -105,7 +108,7 @@ def read_store(run_dir: Path) -> dict[str, dict[str, float]]:
 
 def run_config(name: str, steps: int, model_dir: Path, keep: bool) -> dict[str, Any]:
     """Fit config ``name`` for ``steps`` steps in a fresh directory; its metrics, or the failure."""
-    run_dir = Path(tempfile.mkdtemp(prefix=f"golden_{name}_"))
+    run_dir = Path(tempfile.mkdtemp(prefix=f"golden_{name.replace('/', '_')}_"))
     cmd = [sys.executable, "-m", "lit_alpha", "fit", "--config", str(ROOT / "configs" / f"{name}.yaml"),
            "--trainer.max_steps", str(steps), *COMMON, *overrides(name, run_dir, model_dir)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")])}
@@ -123,12 +126,20 @@ def run_config(name: str, steps: int, model_dir: Path, keep: bool) -> dict[str, 
     return {"metrics": metrics, "command": cmd[3:]}
 
 
+def config_names() -> list[str]:
+    """Every shipped config as ``path under configs/ without .yaml``, folder bases left out."""
+    configs = ROOT / "configs"
+    return sorted(str(p.relative_to(configs).with_suffix("")) for p in configs.rglob("*.yaml")
+                  if not (p.name == "base.yaml" and p.parent != configs))
+
+
 def record(args: argparse.Namespace) -> int:
-    names = sorted(p.stem for p in (ROOT / "configs").glob("*.yaml"))
+    names = config_names()
+    skip = {**SKIP, **{n: SKIP_FOLDERS[n.split("/")[0]] for n in names if n.split("/")[0] in SKIP_FOLDERS}}
     if args.only:
         wanted = set(args.only.split(","))
         names = [n for n in names if n in wanted]
-    todo = [n for n in names if n not in SKIP]
+    todo = [n for n in names if n not in skip]
     with tempfile.TemporaryDirectory(prefix="golden_model_") as tmp:
         model_dir = random_model(Path(tmp) / "random_llama")
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -137,7 +148,7 @@ def record(args: argparse.Namespace) -> int:
     dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True,
                                 text=True).stdout.strip())
     doc = {"commit": commit, "dirty": dirty, "steps": args.steps,
-           "skipped": {n: SKIP[n] for n in names if n in SKIP}, "configs": results}
+           "skipped": {n: skip[n] for n in names if n in skip}, "configs": results}
     Path(args.out).write_text(json.dumps(doc, indent=1, sort_keys=True))
     failed = [n for n, r in results.items() if "error" in r]
     print(f"wrote {args.out}: {len(results) - len(failed)} configs recorded, {len(failed)} failed {failed}, "
@@ -181,6 +192,14 @@ def differences(before: dict[str, Any], after: dict[str, Any], tol: float) -> li
 
 def compare(args: argparse.Namespace) -> int:
     before, after = (json.loads(Path(p).read_text()) for p in (args.a, args.b))
+    renames = dict(pair.split("=", 1) for pair in args.rename.split(",") if pair)
+    before["configs"] = {renames.get(k, k): v for k, v in before["configs"].items()}
+    before["skipped"] = {renames.get(k, k): v for k, v in before.get("skipped", {}).items()}
+    if args.only:
+        wanted = set(args.only.split(","))
+        for doc in (before, after):
+            doc["configs"] = {k: v for k, v in doc["configs"].items() if k in wanted}
+            doc["skipped"] = {k: v for k, v in doc.get("skipped", {}).items() if k in wanted}
     diffs = differences(before, after, args.tol)
     values = sum(len(s) for c in before["configs"].values() for s in c.get("metrics", {}).values())
     for line in diffs:
@@ -206,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("a")
     cmp.add_argument("b")
     cmp.add_argument("--tol", type=float, default=1e-6)
+    cmp.add_argument("--rename", default="", help="old=new,...: configs of BEFORE that moved (lean_a025=lean/a025)")
+    cmp.add_argument("--only", default="", help="comma-separated config names: compare these only")
     args = parser.parse_args(argv)
     return record(args) if args.cmd == "record" else compare(args)
 

@@ -15,7 +15,7 @@ from conftest import store_client
 from lit_alpha.cli.lightning import main
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 SMALL = [
     "--trainer.max_steps", "4", "--trainer.val_check_interval", "2",
     "--data.task.init_args.num_val", "6", "--data.task.init_args.num_test", "6",
@@ -32,10 +32,21 @@ def _run(client: MlflowClient):
 
 
 @pytest.mark.slow
-def test_fit_then_validate_and_test(in_tmp):
+def test_fit_then_validate_and_test(in_tmp, capsys):
     main(["fit", "--config", str(REPO / "configs/a05.yaml"), *SMALL])
     client = store_client()
     (run,) = _run(client)
+    # the fit ends with its closing table: the base (step 0) against the last validation, and where to look
+    out = capsys.readouterr().out
+    table = out[out.index("validation\n"):]
+    header, base, last, change = table.splitlines()[1:5]
+    assert header.split() == ["pass@1", "pass@8", "distinct", "correct"]
+    assert base.startswith("base (step 0)") and last.startswith("step 4") and change.startswith("change")
+    final = run.data.metrics
+    assert last.split()[-3:] == [f"{100 * final['val/pass_at_1']:.1f}", f"{100 * final['val/pass_at_8']:.1f}",
+                                 f"{final['val/distinct_correct']:.2f}"]
+    assert f"MLflow run: {run.info.run_id}" in table and "mlflow ui --backend-store-uri sqlite:///" in table
+    assert "model:" in table and "/model" in table
     assert run.info.status == "FINISHED" and run.info.run_name == "a05"
     for name in ["train/loss", "train/reward_mean", "train/zero_success_frac", "train/z_mean",
                  "train/pseudo_reward_clip_frac", "train/distinct_correct", "perf/sample_s"]:
@@ -79,14 +90,14 @@ def test_grpo_beta0_skips_the_base_forward_unless_asked(in_tmp):
     assert first.step == 0 and first.value == pytest.approx(0.0, abs=1e-6)  # before any update π_θ = π_base
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+@pytest.mark.parametrize("config", CONFIGS, ids=[str(c.relative_to(REPO / "configs")) for c in CONFIGS])
 def test_every_config_parses(config, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["fit", "--config", str(config), "--print_config"])
     assert exit_.value.code in (0, None)
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["objective"]["class_path"].startswith("lit_alpha.objectives.")
-    if printed["data"]["task"]["class_path"].endswith("CountdownTask"):  # the compared configs share one budget
+    if config.parent == REPO / "configs":  # the compared method configs share one budget
         assert printed["data"]["prompts_per_step"] * printed["data"]["n_samples"] == 256
         assert printed["trainer"]["max_steps"] == 200 and printed["model"]["lr"] == 3e-4
 

@@ -1,5 +1,6 @@
-"""The shipped configs: every method config resolves to the budget of ``configs/base.yaml``, and
-omegaconf interpolation (``${data.max_new_tokens}``) resolves after command-line overrides."""
+"""The shipped configs: every method config resolves to the budget of its folder's ``base.yaml``, the
+code's defaults are the default benchmark's, the trainer budget is written once (in code), and omegaconf
+interpolation (``${data.max_new_tokens}``) resolves after command-line overrides."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lit_alpha.cli.lightning import TRAINER_DEFAULTS, LitAlphaCLI
 from lit_alpha.data.datamodule import RolloutDataModule
@@ -14,8 +16,12 @@ from lit_alpha.module import AlphaModule
 from lit_alpha.training.tracking import flatten
 
 REPO = Path(__file__).resolve().parents[1]
-NOT_METHODS = {"base.yaml", "lean_a025.yaml", "lean_grpo.yaml", "math_a05.yaml"}  # own budgets, see README
-METHOD_CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name not in NOT_METHODS)
+METHOD_CONFIGS = sorted(p for p in (REPO / "configs").glob("*.yaml") if p.name != "base.yaml")
+#: method configs of the folders that hold their own base.yaml (another model, task or budget)
+FOLDER_METHODS = sorted(p for p in (REPO / "configs").glob("*/*.yaml")
+                        if p.name != "base.yaml" and (p.parent / "base.yaml").is_file()
+                        and "\n__base__: base.yaml\n" in "\n" + p.read_text())
+ALL_CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 # what a method config may set differently from the base: its objective (not its normaliser), how it
 # samples (vLLM, a mixture proposal) or what data it trains on (offline RFT), and where it runs (FSDP on GPUs)
 MAY_DIFFER = ("model.objective.", "model.num_threads", "data.sampler", "data.offline", "data.base_samples", "trainer.strategy",
@@ -55,6 +61,40 @@ def test_every_method_config_has_the_base_budget(path: Path) -> None:
     assert method["model.objective.class_path"].startswith("lit_alpha.objectives.")
 
 
+@pytest.mark.parametrize("path", FOLDER_METHODS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_folder_method_config_has_its_folder_budget(path: Path) -> None:
+    base = resolve("--config", str(path.parent / "base.yaml"))
+    method = resolve("--config", str(path))
+    differ = {k for k in set(base) | set(method) if base.get(k, "<unset>") != method.get(k, "<unset>")}
+    assert {k for k in differ if not k.startswith(MAY_DIFFER)} == set()
+
+
+def test_there_are_folder_method_configs() -> None:
+    assert {p.parent.name for p in FOLDER_METHODS} >= {"lean", "smollm2"}
+
+
+def test_the_code_defaults_are_the_default_benchmark() -> None:
+    """A fit without --config trains what configs/base.yaml trains: base.yaml adds only a seed and
+    the thread count, everything else (task, model, data and trainer budget) is the code's default."""
+    bare = resolve()
+    base = resolve("--config", str(REPO / "configs/base.yaml"))
+    differ = {k for k in set(bare) | set(base) if bare.get(k, "<unset>") != base.get(k, "<unset>")}
+    assert differ <= {"seed_everything", "model.num_threads", "config", "trainer.logger.init_args.run_name"}, differ
+    assert base["data.task.class_path"] == "lit_alpha.tasks.CountdownTask"
+    assert (base["data.task.init_args.n_numbers"], base["model.model"]) == (5, "countdown5-tiny")
+
+
+BUDGET = {k: v for k, v in TRAINER_DEFAULTS.items() if k not in ("logger", "default_root_dir")}
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_the_trainer_budget_is_written_once(path: Path) -> None:
+    """No config restates a trainer default (TRAINER_DEFAULTS is the one place): a value it sets differs."""
+    trainer = (yaml.safe_load(path.read_text()) or {}).get("trainer") or {}
+    restated = {k: v for k, v in trainer.items() if k in BUDGET and v == BUDGET[k]}
+    assert not restated, f"{path.name} restates the trainer budget: {restated}"
+
+
 def test_interpolation_follows_an_override() -> None:
     flat = resolve("--config", str(REPO / "configs/a05.yaml"), "--data.max_new_tokens", "48")
     assert flat["data.max_new_tokens"] == 48
@@ -63,7 +103,7 @@ def test_interpolation_follows_an_override() -> None:
 
 def test_the_base_is_one_place(tmp_path: Path) -> None:
     """A changed base changes every method config built on it; a method config's own value wins."""
-    (tmp_path / "base.yaml").write_text((REPO / "configs/base.yaml").read_text().replace("max_steps: 200", "max_steps: 7"))
+    (tmp_path / "base.yaml").write_text((REPO / "configs/base.yaml").read_text() + "trainer:\n  max_steps: 7\n")
     (tmp_path / "m.yaml").write_text((REPO / "configs/grpo.yaml").read_text() + "data:\n  n_samples: 4\n")
     flat = resolve("--config", str(tmp_path / "m.yaml"))
     assert flat["trainer.max_steps"] == 7

@@ -16,7 +16,7 @@ from lit_alpha.tasks.countdown.pretrain import (
     evaluate_model,
     solution_table,
 )
-from lit_alpha.tasks.countdown import CountdownTask, solutions
+from lit_alpha.tasks.countdown import COUNTDOWN4, CountdownTask, solutions
 from lit_alpha.metrics.pass_at_k import pass_at_k_per_problem
 
 
@@ -39,7 +39,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def task():
-    return CountdownTask()
+    return CountdownTask(**COUNTDOWN4)
 
 
 def test_files_are_small_safetensors():

@@ -43,11 +43,12 @@ def sequence_logprobs(model: torch.nn.Module, tokenizer) -> torch.Tensor:
 
 def checkpointed(ckpt: Path, *extra: str):
     """The policy module of ``ckpt``, built from the run's config as every command builds it."""
-    from lit_alpha.analysis.evaluate import _build, load_checkpoint
+    from lit_alpha.cli.run import build_run
+    from lit_alpha.training.checkpoint import load_checkpoint
 
-    _, module, dm = _build(["--config", A05, *SMALL, *extra])
-    load_checkpoint(module, ckpt)
-    return module
+    run = build_run(["--config", A05, *SMALL, *extra])
+    load_checkpoint(run.module, ckpt)
+    return run.module
 
 
 def the_run():

@@ -14,6 +14,9 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from lit_alpha.analysis import evaluate as ev
+from lit_alpha.tasks.countdown.guesser import hit_probabilities
+from lit_alpha.cli import tools
+from lit_alpha.cli import evaluate as evaluate_cmd
 from lit_alpha.analysis import frontier as fr
 from lit_alpha.analysis import stats as st
 from lit_alpha.analysis import tables
@@ -56,7 +59,7 @@ def test_guesser_curve_is_the_guesser_baseline():
     records = CountdownTask(num_val=12).problems("val")
     run = _run("r", [16] * 12, [0] * 12, [r["id"] for r in records],
                [{"numbers": r["numbers"], "target": r["target"]} for r in records])
-    g = st.guesser_run(run)
+    g = st.guesser_run(run, hit_probabilities)
     ks = [1, 4, 16]
     expected = random_guesser_pass_at_k(records, ks)
     np.testing.assert_allclose(st.pass_at_k_curve(g, ks), [expected[k] for k in ks], atol=1e-12)
@@ -250,7 +253,7 @@ def test_frontier_command_on_a_small_experiment(in_tmp, capsys):
     assert a.k == 16 and a.ks == [1, 2, 4, 8, 16] and a.runs[-1].name == st.GUESSER
     assert "rft-s0" in a.hull() and st.GUESSER not in a.hull()
     assert len(a.transitions()) == 3 and set(a.transitions()["rft-s0"].sum(1)) <= set(range(13))
-    code = fr.main(["--experiment", "frontier_test", "--tracking_uri", uri, "--out", "out", "--num_boot", "200",
+    code = tools.frontier_main(["--experiment", "frontier_test", "--tracking_uri", uri, "--out", "out", "--num_boot", "200",
                     "--group_seeds", "--k", "8"])
     assert code == 0
     printed = capsys.readouterr().out
@@ -283,7 +286,7 @@ def test_evaluate_base_and_checkpoint_into_mlflow(in_tmp, random_model_dir, caps
     common = ["--config", str(REPO / "configs/a05.yaml"), "--model.model", str(random_model_dir),
               "--n", "4", "--split", "val", "train", "--num_problems", "3", "--problems_per_batch", "2",
               "--trainer.logger.init_args.experiment_name", "ev"]
-    assert ev.main(common) == 0
+    assert evaluate_cmd.main(common) == 0
     client = MlflowClient(f"sqlite:///{in_tmp}/mlruns/mlflow.db")
     exp = client.get_experiment_by_name("ev")
     (run,) = client.search_runs([exp.experiment_id])
@@ -303,16 +306,16 @@ def test_evaluate_base_and_checkpoint_into_mlflow(in_tmp, random_model_dir, caps
     policy, _ = load_policy(str(random_model_dir))
     ckpt = in_tmp / "x.ckpt"
     torch.save({"state_dict": {f"policy.{k}": v for k, v in policy.state_dict().items()}, "global_step": 7}, ckpt)
-    assert ev.main([*common, "--ckpt_path", str(ckpt), "--split", "val", "--out", "tables"]) == 0
+    assert evaluate_cmd.main([*common, "--ckpt_path", str(ckpt), "--split", "val", "--out", "tables"]) == 0
     again = [json.loads(x) for x in (in_tmp / "tables" / "eval_val.jsonl").read_text().splitlines()]
     assert [r["answers"] for r in again] == [r["answers"] for r in rows]  # same weights, same random numbers
     runs = {r.info.run_name: r for r in client.search_runs([exp.experiment_id])}
     assert set(runs) == {"base", "a05-eval"}
     assert runs["a05-eval"].data.tags["lit_alpha.ckpt_path"] == str(ckpt)
     # and attach to an existing run by id
-    assert ev.main([*common, "--split", "test", "--run_id", run.info.run_id]) == 0
+    assert evaluate_cmd.main([*common, "--split", "test", "--run_id", run.info.run_id]) == 0
     assert "eval/test/pass_at_4" in client.get_run(run.info.run_id).data.metrics
-    assert ev.main([*common, "--ckpt_path", str(in_tmp / "missing.ckpt")]) == 2
+    assert evaluate_cmd.main([*common, "--ckpt_path", str(in_tmp / "missing.ckpt")]) == 2
     assert "error" in capsys.readouterr().err
 
 
@@ -370,9 +373,9 @@ def test_sweep_plan_and_resume(in_tmp):
     names = [s[0] for s in steps]
     assert names == ["fit a05-s1", "evaluate a05-s1", "evaluate rft-s0", "fit rft-s1", "evaluate rft-s1"]
     assert steps[0][1][-2:] == ["--ckpt_path", "last"]
-    assert sweep.main([configs[0], "--seeds", "0", "--experiment", "exp", "--tracking_uri", uri, "--no_base",
+    assert tools.sweep_main([configs[0], "--seeds", "0", "--experiment", "exp", "--tracking_uri", uri, "--no_base",
                        "--dry_run"]) == 0
-    assert sweep.main([str(in_tmp / "nope.yaml"), "--dry_run"]) == 2
+    assert tools.sweep_main([str(in_tmp / "nope.yaml"), "--dry_run"]) == 2
 
 
 # -- the notebook ---------------------------------------------------------------------------------------
@@ -410,7 +413,7 @@ def test_evaluate_last_checkpoint_of_a_trained_run(in_tmp, random_model_dir):
              "--trainer.logger.init_args.experiment_name", "sw"]
     cli_main(["fit", *small, "--trainer.max_steps", "2", "--trainer.val_check_interval", "2",
               "--validate_at_start", "false", "--trainer.logger.init_args.run_name", "a05-s0"])
-    assert ev.main([*small, "--ckpt_path", "last", "--run_name", "a05-s0", "--n", "2", "--num_problems", "2"]) == 0
+    assert evaluate_cmd.main([*small, "--ckpt_path", "last", "--run_name", "a05-s0", "--n", "2", "--num_problems", "2"]) == 0
     client = MlflowClient(f"sqlite:///{in_tmp}/mlruns/mlflow.db")
     exp = client.get_experiment_by_name("sw")
     (run,) = client.search_runs([exp.experiment_id])

@@ -1,5 +1,5 @@
 """scripts/golden.py's compare: what counts as the same recording (the record mode is the harness
-itself: running it means fitting every shipped config, see the README's "Test" section)."""
+itself: running it means fitting every shipped config, see docs/testing.md)."""
 
 from __future__ import annotations
 

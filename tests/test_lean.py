@@ -1,6 +1,6 @@
 """The Lean 4 verifier without Lean: rules, the REPL client, the pool, timeouts, crash recovery, no
 stray processes, and an exploit corpus; against ``tests/lean_standin.py``, a stand-in executable that
-speaks the REPL's JSON protocol. Tests marked ``lean`` run against a real Lean project (see README)."""
+speaks the REPL's JSON protocol. Tests marked ``lean`` run against a real Lean project (see docs/lean.md)."""
 
 from __future__ import annotations
 

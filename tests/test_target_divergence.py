@@ -11,6 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import REPO
 from lit_alpha.analysis import evaluate as ev
+from lit_alpha.cli import evaluate as evaluate_cmd
 from lit_alpha.metrics.target import problem_divergences, sequence_logprobs
 
 
@@ -58,7 +59,7 @@ def test_evaluate_logs_divergence_to_target(in_tmp):
 
     common = ["--config", str(REPO / "configs/a05.yaml"), "--n", "16", "--split", "val", "--num_problems", "4",
               "--trainer.logger.init_args.experiment_name", "tgt"]
-    assert ev.main(common) == 0
+    assert evaluate_cmd.main(common) == 0
     client = MlflowClient(f"sqlite:///{in_tmp}/mlruns/mlflow.db")
     exp = client.get_experiment_by_name("tgt")
     (base,) = client.search_runs([exp.experiment_id])
@@ -82,7 +83,7 @@ def test_evaluate_logs_divergence_to_target(in_tmp):
     state = {f"policy.{k}": v + 0.05 * torch.randn_like(v) for k, v in policy.state_dict().items()}
     ckpt = in_tmp / "x.ckpt"
     torch.save({"state_dict": state, "global_step": 3}, ckpt)
-    assert ev.main([*common, "--ckpt_path", str(ckpt), "--out", "tables"]) == 0
+    assert evaluate_cmd.main([*common, "--ckpt_path", str(ckpt), "--out", "tables"]) == 0
     tuned = [json.loads(x) for x in (in_tmp / "tables" / "eval_val.jsonl").read_text().splitlines()]
     by_id = {r["problem_id"]: r for r in rows}
     for r in tuned:
@@ -90,7 +91,7 @@ def test_evaluate_logs_divergence_to_target(in_tmp):
         assert (r["fkl_to_target"] is None) == (base_row["c"] == 0)  # defined where the *base* solves
         if base_row["c"]:
             assert math.isfinite(r["fkl_to_target"]) and r["fkl_to_target"] != pytest.approx(base_row["fkl_to_target"])
-    assert ev.main([*common, "--ckpt_path", str(ckpt), "--target", "none", "--out", "t2"]) == 0
+    assert evaluate_cmd.main([*common, "--ckpt_path", str(ckpt), "--target", "none", "--out", "t2"]) == 0
     assert "fkl_to_target" not in (in_tmp / "t2" / "eval_val.jsonl").read_text()
 
 

@@ -208,14 +208,6 @@ def frontier(experiment: str = "lit_alpha", tracking_uri: str = "sqlite:///mlrun
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lit_alpha frontier``: :func:`frontier` from the command line."""
-    from lit_alpha.cli.commands import parse_command
-
-    kwargs, _ = parse_command(frontier, argv, "python -m lit_alpha frontier")
-    return frontier(**kwargs)
-
-
 def log_report(tracking_uri: str, experiment: str, files: Sequence[Path], params: Mapping[str, Any]) -> str:
     """A new ``frontier`` run in the experiment with the files as artifacts (``frontier/``)."""
     from mlflow.entities import Param
@@ -230,7 +222,3 @@ def log_report(tracking_uri: str, experiment: str, files: Sequence[Path], params
         client.log_artifact(run.info.run_id, str(f), FRONTIER_RUN_NAME)
     client.set_terminated(run.info.run_id)
     return run.info.run_id
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -11,7 +11,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -30,24 +30,6 @@ def guesser_matrix(p: Sequence[float], ks: Sequence[int]) -> np.ndarray:
     """Per-problem pass@k ``1 − (1 − p)^k`` of independent guesses with hit probability p.  [P, K]"""
     p = np.asarray(p, dtype=np.float64)[:, None]
     return 1.0 - (1.0 - p) ** np.asarray(ks, dtype=np.float64)[None, :]
-
-
-def guesser_hit_probabilities(records: Iterable[Mapping[str, Any]]) -> np.ndarray:
-    """Exact hit probability of the random guesser on each Countdown problem (``numbers``, ``target``)."""
-    from lit_alpha.tasks.countdown.guesser import exact_hit_probability, sampled_hit_probability
-
-    cache: dict[tuple, float] = {}
-    out = []
-    for i, r in enumerate(records):
-        numbers = tuple(int(x) for x in r["numbers"])
-        key = (tuple(sorted(numbers)), int(r["target"]))
-        if key not in cache:
-            if len(numbers) <= 5:
-                cache[key] = float(exact_hit_probability(numbers, int(r["target"])))
-            else:
-                cache[key] = sampled_hit_probability(numbers, int(r["target"]), 4096, np.random.default_rng([0, i]))
-        out.append(cache[key])
-    return np.asarray(out, dtype=np.float64)
 
 
 # -- diversity ----------------------------------------------------------------------------
@@ -187,13 +169,16 @@ def group_seeds(runs: Sequence[RunResult]) -> list[RunResult]:
     return out
 
 
-def guesser_run(template: RunResult) -> RunResult | None:
-    """The random guesser on the problems of ``template`` (None without numbers/targets)."""
+def guesser_run(template: RunResult,
+                hit_probabilities: Callable[[Sequence[Mapping[str, Any]]], np.ndarray]) -> RunResult | None:
+    """A random guesser on the problems of ``template``, whose per-problem hit probability the task
+    gives (``hit_probabilities(records)``, e.g. :func:`lit_alpha.tasks.countdown.guesser.hit_probabilities`);
+    None when the template has no problem records."""
     if len(template.records) != len(template.problem_ids) or not template.records:
         return None
     return RunResult(name=GUESSER, problem_ids=list(template.problem_ids), n=template.n.copy(),
                      c=np.zeros_like(template.c), records=template.records,
-                     hit_p=guesser_hit_probabilities(template.records))
+                     hit_p=hit_probabilities(template.records))
 
 
 # -- curves and bootstrap -----------------------------------------------------------------

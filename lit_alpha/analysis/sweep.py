@@ -202,22 +202,3 @@ def run_chains(runs: list[list[tuple[str, list[str]]]], jobs: int, log_dir: Path
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         codes = list(pool.map(lambda c: _run_chain(c, log_dir, total, index, base_done), runs))
     return next((c for c in codes if c != 0), 0)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lit_alpha sweep CONFIG... [--flags] [-- extra overrides]``: :func:`sweep`."""
-    from lit_alpha.cli.commands import parse_command
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
-    kwargs, _ = parse_command(sweep, argv, "python -m lit_alpha sweep", positional="configs")
-    if extra:
-        kwargs["extra"] = [*(kwargs.get("extra") or []), *extra]
-    return sweep(**kwargs)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,10 +14,22 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from lit_alpha.analysis.stats import (GUESSER, TARGET_COLUMNS, Bootstrap, PairedDifference, RunResult, align,
-                                      curve_with_band, default_ks, group_seeds, guesser_run, significance_table,
-                                      transition_table, upper_right_hull)
-
+from lit_alpha.analysis.stats import (
+    GUESSER,
+    TARGET_COLUMNS,
+    Bootstrap,
+    PairedDifference,
+    RunResult,
+    align,
+    curve_with_band,
+    default_ks,
+    group_seeds,
+    guesser_run,
+    significance_table,
+    transition_table,
+    upper_right_hull,
+)
+from lit_alpha.tasks.countdown.guesser import hit_probabilities as countdown_hit_probabilities
 
 SUMMARY_KS = (1, 16, 256)  # the columns of the results summary (docs/results/summary_<split>.csv)
 
@@ -139,6 +151,14 @@ class Analysis:
         return rows
 
 
+
+def task_guesser(records: Sequence[Mapping[str, Any]]):
+    """The random guesser's per-problem hit probabilities for the task these problem records come
+    from, or None when the task has no guesser (Countdown's records carry ``numbers`` and ``target``)."""
+    if records and "numbers" in records[0] and "target" in records[0]:
+        return countdown_hit_probabilities
+    return None
+
 def analyse(runs: Sequence[RunResult], split: str = "val", k: int | None = None, num_boot: int = 1000,
             seed: int = 0, level: float = 0.95, reference: str | None = "base", guesser: bool = True,
             seeds_grouped: bool = False) -> Analysis:
@@ -154,8 +174,9 @@ def analyse(runs: Sequence[RunResult], split: str = "val", k: int | None = None,
     ks = sorted(set(default_ks(n_min)) | {k})
     if seeds_grouped:
         runs = group_seeds(runs)
-    if guesser:
-        g = guesser_run(runs[0])
+    hit_probabilities = task_guesser(runs[0].records) if guesser else None
+    if hit_probabilities is not None:
+        g = guesser_run(runs[0], hit_probabilities)
         if g is not None:
             runs = list(runs) + [g]
     names = [r.name for r in runs]

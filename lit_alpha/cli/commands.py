@@ -1,9 +1,9 @@
 """Every command of ``python -m lit_alpha <command>``, and the conventions they share.
 
 ``fit``, ``validate`` and ``test`` are LightningCLI subcommands (:mod:`lit_alpha.cli.lightning`); the
-others are dispatched here to their module's ``main(argv)``. ``python -m lit_alpha.evaluate`` (and
-``.sweep``, ``.frontier``, ``.export``, ``.pretrain``, ``.convert``) still work: thin alias modules
-calling the same ``main``.
+others are dispatched here to their entry point in this package (``evaluate``: :mod:`lit_alpha.cli.evaluate`,
+``export``: :mod:`lit_alpha.cli.export`, the rest: :mod:`lit_alpha.cli.tools`), each a thin parser
+over a typed library function.
 
 Each of those commands is a typed function whose docstring documents its arguments
 (:func:`parse_command` builds a jsonargparse parser from it): ``--help`` lists them, ``--config FILE``
@@ -32,13 +32,13 @@ LIGHTNING = {
     "validate": "pass@k of a checkpoint (or of the base model) on the validation split",
     "test": "pass@k of a checkpoint (or of the base model) on the test split",
 }
-OTHERS = {  # command: (module, summary)
-    "evaluate": ("lit_alpha.analysis.evaluate", "many samples per problem: per-problem tables, pass@k up to n, diversity"),
-    "sweep": ("lit_alpha.analysis.sweep", "configs x seeds into one MLflow experiment, each run evaluated"),
-    "frontier": ("lit_alpha.analysis.frontier", "the precision-coverage frontier of an experiment: PNGs, tables, tests"),
-    "export": ("lit_alpha.models.export", "a checkpoint's policy in Hugging Face format (LoRA: merged or adapters)"),
-    "pretrain": ("lit_alpha.tasks.countdown.pretrain", "rebuild the embedded base model countdown-tiny from scratch"),
-    "convert": ("lit_alpha.models.convert", "a GGUF file (SmolLM2-135M-Instruct) to a Hugging Face model directory"),
+OTHERS = {  # command: ("module:entry point" in this package, summary)
+    "evaluate": ("lit_alpha.cli.evaluate:main", "many samples per problem: per-problem tables, pass@k up to n, diversity"),
+    "sweep": ("lit_alpha.cli.tools:sweep_main", "configs x seeds into one MLflow experiment, each run evaluated"),
+    "frontier": ("lit_alpha.cli.tools:frontier_main", "the precision-coverage frontier of an experiment: PNGs, tables, tests"),
+    "export": ("lit_alpha.cli.export:main", "a checkpoint's policy in Hugging Face format (LoRA: merged or adapters)"),
+    "pretrain": ("lit_alpha.cli.tools:pretrain_main", "rebuild an embedded base model from scratch (pretrain BENCHMARK --help)"),
+    "convert": ("lit_alpha.cli.tools:convert_main", "a GGUF file (SmolLM2-135M-Instruct) to a Hugging Face model directory"),
 }
 
 
@@ -213,5 +213,7 @@ def overview() -> str:
 
 
 def command_main(name: str) -> Callable[[Sequence[str] | None], int | None]:
-    """The ``main(argv)`` of a non-Lightning command."""
-    return importlib.import_module(OTHERS[name][0]).main
+    """The ``main(argv)`` of a non-Lightning command (imported on demand: a command's dependencies load
+    only when it runs)."""
+    module, _, attr = OTHERS[name][0].partition(":")
+    return getattr(importlib.import_module(module), attr)

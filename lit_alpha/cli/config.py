@@ -93,6 +93,9 @@ def _load(text: str) -> Any:
 
 set_loader(PARSER_MODE, _load, exceptions=(yaml.YAMLError,))
 
+if not callable(getattr(_jsonargparse_core, "omegaconf_apply", None)):  # pragma: no cover - a jsonargparse change
+    raise ImportError("lit_alpha.cli.config needs jsonargparse's omegaconf_apply (tested with jsonargparse 4.53); "
+                      "install the version pinned in pyproject.toml")
 _resolve_root = _jsonargparse_core.omegaconf_apply
 
 

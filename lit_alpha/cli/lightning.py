@@ -11,28 +11,28 @@ of the same name (see :mod:`lit_alpha.training.checkpoint`) and keeps logging in
 from __future__ import annotations
 
 import inspect
-import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 import lit_alpha
-from lit_alpha.training.checkpoint import AtomicCheckpointIO, find_resume
 from lit_alpha.cli.commands import LIGHTNING, OTHERS, OneLineErrors, command_main, overview
 from lit_alpha.cli.config import PARSER_MODE, run_name_from
 from lit_alpha.data.datamodule import RolloutDataModule
 from lit_alpha.errors import NonFiniteError, UserError, debugging
 from lit_alpha.models.export import SaveModel
 from lit_alpha.module import AlphaModule
+from lit_alpha.training.checkpoint import AtomicCheckpointIO, find_last
 from lit_alpha.training.plots import PassAtKPlot
 from lit_alpha.training.precision import auto_precision
-from lit_alpha.training.tracking import DEFAULT_ARTIFACTS, DEFAULT_TRACKING_URI, MLflowConfigSaver, normalize_tracking_uri
+from lit_alpha.training.report import RunReport
+from lit_alpha.training.tracking import DEFAULT_ARTIFACTS, DEFAULT_TRACKING_URI, MLflowConfigSaver, logger_settings
 
 # Known, harmless noise: the frozen base is in eval mode on purpose; the rest is upstream chatter.
 warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
@@ -44,9 +44,14 @@ _PACKAGE_DIR = str(Path(lit_alpha.__file__).parent)
 _LIGHTNING_CKPT_NAMES = {"best", "hpc", "registry"}  # ckpt_path values Lightning resolves itself
 
 TRAINER_DEFAULTS = {
+    # The trainer budget every run shares, written here once (configs override it field by field;
+    # ``--print_config`` shows it): 200 optimizer steps, validation every 50 (and at step 0, see
+    # ``--validate_at_start``), grad-clip 1.0, crash-safe checkpoints every 50 steps (the last 2 kept,
+    # plus last.ckpt), the learning rate logged, everything to the local MLflow store.
     "logger": {
         "class_path": "lit_alpha.training.tracking.MLflowLogger",
-        "init_args": {"tracking_uri": DEFAULT_TRACKING_URI, "artifact_location": DEFAULT_ARTIFACTS},
+        "init_args": {"experiment_name": "lit_alpha", "tracking_uri": DEFAULT_TRACKING_URI,
+                      "artifact_location": DEFAULT_ARTIFACTS},
     },
     "default_root_dir": "mlruns",
     "max_steps": 200,
@@ -55,7 +60,12 @@ TRAINER_DEFAULTS = {
     "num_sanity_val_steps": 0,
     "log_every_n_steps": 1,
     "gradient_clip_val": 1.0,
+    "enable_model_summary": False,
 }
+DEFAULT_CALLBACKS = [  # configurable (a config's trainer.callbacks replaces the list), unlike TRAINER_DEFAULTS'
+    {"class_path": "lit_alpha.training.checkpoint.Checkpoint", "init_args": {"every_n_train_steps": 50, "keep_last": 2}},
+    {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor", "init_args": {"logging_interval": "step"}},
+]
 
 
 class _Parser(OneLineErrors, LightningArgumentParser):
@@ -66,6 +76,7 @@ class LitAlphaCLI(LightningCLI):
     """LightningCLI over :class:`AlphaModule` and :class:`RolloutDataModule`, logging to MLflow."""
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults({"trainer.callbacks": DEFAULT_CALLBACKS})
         parser.add_argument(
             "--validate_at_start", type=bool, default=True,
             help="fit: evaluate the starting policy first, so every run logs its step-0 val/pass@k",
@@ -119,26 +130,18 @@ class LitAlphaCLI(LightningCLI):
             if not Path(ckpt).is_file():
                 raise UserError(f"ckpt_path: {ckpt!r} is not a checkpoint file")
             return
-        logger = config.trainer.get("logger")
-        init = logger.get("init_args") if hasattr(logger, "get") else None
-        if init is None or "tracking_uri" not in init or "experiment_name" not in init:
+        settings = logger_settings(config.get("trainer"))
+        if settings is None:
             return  # not an MLflow logger of ours: Lightning's own "last"
-        uri = normalize_tracking_uri(str(init["tracking_uri"]))
-        try:
-            resume = find_resume(uri, init["experiment_name"], init.get("run_name"),
-                                 config.trainer.get("default_root_dir") or "mlruns")
-        except Exception as err:  # noqa: BLE001 - an unreadable store is a config problem
-            raise UserError(f"trainer.logger.init_args.tracking_uri {uri!r}: cannot read the MLflow store "
-                            f"to resume from ({type(err).__name__}: {err})") from err
-        name = init.get("run_name")
+        resume = find_last(settings, settings.get("run_name"), config.trainer.get("default_root_dir"))
         if resume is None:
-            print(f"ckpt_path last: no checkpoint of a run named {name!r} in experiment "
-                  f"{init['experiment_name']!r}: starting a new run", file=sys.stderr)
+            print(f"ckpt_path last: no checkpoint of a run named {settings['run_name']!r} in experiment "
+                  f"{settings['experiment_name']!r}: starting a new run", file=sys.stderr)
             config.ckpt_path = None
             return
         config.ckpt_path = str(resume.ckpt_path)
         if self.subcommand == "fit":
-            init["run_id"] = resume.run_id
+            config.trainer.get("logger").get("init_args")["run_id"] = resume.run_id
         print(f"ckpt_path last: {resume.ckpt_path} (run {resume.run_name!r} {resume.run_id}, "
               f"step {resume.step})", file=sys.stderr)
 
@@ -160,6 +163,8 @@ class LitAlphaCLI(LightningCLI):
         config = self.config.get(self.subcommand) if self.subcommand else None
         if self.subcommand == "fit" and config is not None and config.get("save_model", True):
             trainer.callbacks.append(SaveModel(model=config.model.get("model"), dtype=config.model.get("dtype")))
+        if self.subcommand == "fit":
+            trainer.callbacks.append(RunReport())  # after SaveModel: the closing table names the model's path
         return trainer
 
     def _explain(self, err: BaseException) -> str:

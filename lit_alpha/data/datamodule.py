@@ -120,7 +120,7 @@ class RolloutDataModule(L.LightningDataModule):
         prompts_per_step: int = 32,
         n_samples: int = 8,
         val_samples: int = 64,
-        eval_prompts_per_batch: int = 16,
+        eval_prompts_per_batch: int = 50,
         temperature: float = 1.0,
         top_p: float = 1.0,
         max_new_tokens: int = 32,

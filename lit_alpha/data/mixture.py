@@ -1,7 +1,7 @@
 """A mixture proposal: each prompt's group holds G samples of π_θ and K samples of π_base.
 
 π_base's verified samples are exact samples of the target ``p ∝ π_base·v``, and they visit exactly the
-correct answers that an on-policy sampler has stopped producing (DESIGN §6). ``data.base_samples K``
+correct answers that an on-policy sampler has stopped producing (docs/design.md §6). ``data.base_samples K``
 appends K of them to every training group; the objective sees which rows they are
 (``RolloutBatch.from_base``) and weights every row against the mixture ``q = λ·π_θ + (1−λ)·π_base``,
 ``λ = G/(G+K)`` (:class:`lit_alpha.objectives.AlphaDPG` is the objective that supports it).

@@ -1,6 +1,6 @@
 """Offline rejection-sampling fine-tuning data: base-model samples drawn once, verified, cached on disk.
 
-Offline RFT is forward KL(p_x ‖ π_θ) with the *base model* as proposal (DESIGN §1): sample
+Offline RFT is forward KL(p_x ‖ π_θ) with the *base model* as proposal (docs/design.md §1): sample
 ``y ~ π_base(·|x)``, keep the verified ones, maximise their likelihood. At temperature 1 and
 top_p 1 the kept samples are exact draws from the filtered base model ``p_x ∝ π_base · v``, so the
 NLL on them is an unbiased estimate of ``Σ_x Z_x · CE(p_x, π_θ) = Σ_x Z_x · [KL(p_x‖π_θ) + H(p_x)]``

@@ -1,6 +1,6 @@
 """The rollout service: prompts → n completions each → verdicts → base log-probs, in one place.
 
-:class:`Rollout` owns every step of a batch's data path (DESIGN §3): drawing a step's prompts, seeding
+:class:`Rollout` owns every step of a batch's data path (docs/design.md §3): drawing a step's prompts, seeding
 the sampler, sampling, verification (through one :class:`~lit_alpha.verifiers.guarded.GuardedVerifier`,
 which counts the verifier's faults over the run), the extra π_base samples of a mixture proposal and
 scoring the samples under the frozen base. The models are handed to it explicitly

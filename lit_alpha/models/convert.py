@@ -71,15 +71,3 @@ def convert_command(out: Path, gguf: Path | None = None,
         return 2
     print(f"wrote {written} (from {source})")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lit_alpha convert``: :func:`convert_command` from the command line."""
-    from lit_alpha.cli.commands import parse_command
-
-    kwargs, _ = parse_command(convert_command, argv, "python -m lit_alpha convert")
-    return convert_command(**kwargs)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -5,7 +5,7 @@
   (``mlruns/<experiment id>/<run id>/model``) and is logged to the MLflow run as the artifact
   directory ``model/``, so ``AutoModelForCausalLM.from_pretrained`` loads either copy.
 * ``python -m lit_alpha export --config CONFIG --ckpt_path PATH|last --out DIR [--merge true|false]``
-  does the same for any checkpoint. With LoRA, ``--merge true`` (the default) writes a plain merged
+  (:mod:`lit_alpha.cli.export`) does the same for any checkpoint. With LoRA, ``--merge true`` (the default) writes a plain merged
   model, ``--merge false`` the peft adapter directory alone (``PeftModel.from_pretrained(base, DIR)``;
   its ``base_model_name_or_path`` is the run's ``model.model``).
 * Sharded runs (FSDP) gather the full policy on rank 0 (a collective, run on every rank) and rank 0
@@ -20,17 +20,15 @@ load back, and would write the weights once more.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-from lit_alpha.errors import reported
 
 MODEL_DIR = "model"  # beside the run's checkpoints, and the MLflow artifact path
 _WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "module.")
@@ -167,68 +165,3 @@ class SaveModel(Callback):
                     logger.experiment.log_artifacts(logger.run_id, str(out), MODEL_DIR)
             print(f"model: {out} (MLflow artifact {MODEL_DIR}/)", file=sys.stderr)
         trainer.strategy.barrier("lit_alpha.models.export")
-
-
-# -- python -m lit_alpha export ------------------------------------------------------------
-def export(config: list[str], ckpt_path: str, out: str, merge: bool = True, run_name: str | None = None,
-           overrides: Sequence[str] = ()) -> int:
-    """A checkpoint's policy in Hugging Face format (``save_pretrained``, safetensors).
-
-    Args:
-        config: the run's config file(s) (--config A --config B, as for fit; give the run's overrides too,
-            e.g. its --model.lora.*)
-        ckpt_path: a checkpoint file, or 'last': the newest of the latest run named like the config
-        out: the model directory to write
-        merge: LoRA: true writes the merged plain model, false the peft adapter directory alone
-        run_name: with --ckpt_path last: the run (default: the config's)
-        overrides: run config overrides (``--model.x v`` ...)
-    """
-    args = argparse.Namespace(config=config, ckpt_path=ckpt_path, out=out, merge=merge, run_name=run_name)
-    return reported(lambda: _export(args, list(overrides)))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m lit_alpha export``: :func:`export` from the command line (``--print_config``: the
-    resolved run config)."""
-    from lit_alpha.analysis.evaluate import _build, run_config_args
-    from lit_alpha.cli.commands import parse_command
-
-    kwargs, overrides = parse_command(export, argv, "python -m lit_alpha export", run_config=True, append=["config"])
-    if kwargs.pop("print_config"):
-        _build(run_config_args(kwargs["config"], overrides) + ["--print_config"])
-        return 0
-    return export(**kwargs, overrides=overrides)
-
-
-def _export(args: argparse.Namespace, overrides: list[str]) -> int:
-    from lit_alpha.training.checkpoint import find_resume
-    from lit_alpha.analysis.evaluate import _build, _logger_settings, load_checkpoint, run_config_args
-    from lit_alpha.training.tracking import normalize_tracking_uri
-
-    if args.ckpt_path != "last" and not Path(args.ckpt_path).is_file():  # before building anything
-        raise ValueError(f"ckpt_path: {args.ckpt_path!r} is not a checkpoint file")
-    cli, module, dm = _build(run_config_args(args.config, overrides))
-    close = getattr(getattr(dm, "guard", None), "close", None)
-    if close is not None:
-        close()  # the task's verifier workers: not needed here
-    ckpt = args.ckpt_path
-    if ckpt == "last":
-        settings = _logger_settings(cli)
-        if settings is None:
-            raise ValueError("ckpt_path: last needs the config's MLflow logger (give a checkpoint file)")
-        name = args.run_name or settings.get("run_name") or Path(args.config[0]).stem
-        resume = find_resume(normalize_tracking_uri(str(settings["tracking_uri"])), settings["experiment_name"],
-                             name, cli.config.trainer.get("default_root_dir") or "mlruns")
-        if resume is None:
-            raise ValueError(f"ckpt_path: last: no checkpoint of a run named {name!r} in experiment "
-                             f"{settings['experiment_name']!r}")
-        ckpt = str(resume.ckpt_path)
-    step = load_checkpoint(module, ckpt)
-    out = export_module(module, args.out, args.merge, model=cli.config.model.get("model"))
-    kind = "adapters" if module.lora is not None and not args.merge else "model"
-    print(f"wrote {kind} of {ckpt} (step {step}) to {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,7 +1,7 @@
 """α-DPG: fit π_θ to the verifier-filtered base model with Amari's α-divergence.
 
 Target per prompt x: ``p_x(y) = π_base(y|x) · v(y,x) / Z_x`` (``v ∈ [0, 1]``; fractional rewards give
-``p ∝ π_base · r``). With n on-policy samples ``y_i ~ π_θ`` of a group (DESIGN §2):
+``p ∝ π_base · r``). With n on-policy samples ``y_i ~ π_θ`` of a group (docs/design.md §2):
 
 * ``ẑ_x = min(1, mean_i[v_i · π_base(y_i) / π_θ(y_i)])``, or ``z_default`` if no sample is usable
   (``v_i > 0`` and ``π_base(y_i) > 0``; a group whose correct samples all have ``π_base = 0`` is

@@ -8,8 +8,9 @@
   follows the step, the save waits for its end (so a resumed run never skips that validation), and
   the step's training metrics are flushed to the logger before the file is written (so a crash just
   after a save loses no metric).
-* :func:`find_resume` resolves ``last``: the newest checkpoint of the most recent MLflow run with the
-  same experiment and run name, so a resumed fit continues that very run.
+* :func:`find_last` (over :func:`find_resume`) resolves ``last`` for every command: the newest
+  checkpoint of the most recent MLflow run with the same experiment and run name, so a resumed fit
+  continues that very run. :func:`load_checkpoint` loads a checkpoint's policy into a module.
 """
 
 from __future__ import annotations
@@ -19,12 +20,15 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import lightning as L
 from lightning.fabric.utilities.cloud_io import _is_local_file_protocol
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lit_alpha.errors import UserError
+from lit_alpha.training.tracking import normalize_tracking_uri, runs_named, store_client
 
 _TMP_SUFFIX = ".tmp"
 
@@ -197,8 +201,6 @@ def _checkpoint_step(path: Path) -> int | None:
 def find_resume(tracking_uri: str, experiment_name: str, run_name: str | None, root: str | os.PathLike) -> Resume | None:
     """The newest checkpoint of the most recent run named ``run_name`` (any run if None) in the
     experiment, looked for in ``<root>/<experiment id>/<run id>/checkpoints``; None if there is none."""
-    from lit_alpha.training.tracking import runs_named, store_client
-
     client = store_client(tracking_uri, create=False)  # no store yet: nothing to resume (and do not create one)
     experiment = client.get_experiment_by_name(experiment_name) if client is not None else None
     if experiment is None:
@@ -210,3 +212,30 @@ def find_resume(tracking_uri: str, experiment_name: str, run_name: str | None, r
         if ckpt is not None:
             return Resume(ckpt, run.info.run_id, run.info.run_name, _checkpoint_step(ckpt))
     return None
+
+
+def find_last(settings: Mapping[str, Any], run_name: str | None, root: str | None) -> Resume | None:
+    """``--ckpt_path last``: the newest checkpoint of the latest run named ``run_name`` in the logger's
+    experiment (``settings``: :func:`lit_alpha.training.tracking.logger_settings`), looked for under ``root`` (default ``mlruns``);
+    None when there is none. An unreadable store is a config error naming the field."""
+    uri = normalize_tracking_uri(str(settings["tracking_uri"]))
+    try:
+        return find_resume(uri, str(settings["experiment_name"]), run_name, root or "mlruns")
+    except Exception as err:  # noqa: BLE001 - an unreadable store is a config problem
+        raise UserError(f"trainer.logger.init_args.tracking_uri {uri!r}: cannot read the MLflow store "
+                        f"to resume from ({type(err).__name__}: {err})") from err
+
+
+def load_checkpoint(module: L.LightningModule, ckpt_path: str | os.PathLike) -> int:
+    """Load the policy weights of a lit_alpha checkpoint into ``module`` (the frozen base's entries may
+    be absent); returns its global step. A checkpoint of another model is an error naming the path."""
+    import torch
+
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    weights = state.get("state_dict", state)
+    missing, unexpected = module.load_state_dict(weights, strict=False)
+    missing = [k for k in missing if not k.startswith("base.")]
+    if missing or unexpected:
+        raise UserError(f"ckpt_path {str(ckpt_path)!r}: does not match the model "
+                        f"(missing {missing[:3]}, unexpected {list(unexpected)[:3]})")
+    return int(state.get("global_step", 0))

@@ -108,6 +108,7 @@ class MLflowLogger(MLFlowLogger):
             run_id=run_id,
         )
         self.resumed = run_id is not None
+        self.tracking_uri, self.experiment_name = tracking_uri, experiment_name
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         renamed = {mlflow_metric_name(k): v for k, v in metrics.items()}
@@ -183,3 +184,15 @@ def runs_named(client, experiment_id: str, name: str | None, max_results: int = 
         if not token:
             break
     return runs
+
+
+def logger_settings(trainer_config: Any) -> dict[str, Any] | None:
+    """``tracking_uri``, ``experiment_name``, ``run_name``, ``artifact_location`` of the config's MLflow
+    logger (``trainer_config``: the ``trainer`` section), or None when it has none of ours."""
+    logger = trainer_config.get("logger") if trainer_config is not None else None
+    if logger is None or isinstance(logger, bool) or not hasattr(logger, "get"):
+        return None
+    init = logger.get("init_args")
+    if init is None or "tracking_uri" not in init or "experiment_name" not in init:
+        return None
+    return {k: init.get(k) for k in ("tracking_uri", "experiment_name", "run_name", "artifact_location")}

@@ -3,6 +3,6 @@
 (:mod:`~lit_alpha.tasks.countdown.guesser`) and the pretraining of the embedded base models
 (:mod:`~lit_alpha.tasks.countdown.pretrain`, ``python -m lit_alpha pretrain``)."""
 
-from lit_alpha.tasks.countdown.task import CountdownTask, all_expressions, random_expression, solutions
+from lit_alpha.tasks.countdown.task import COUNTDOWN4, CountdownTask, all_expressions, random_expression, solutions
 
-__all__ = ["CountdownTask", "all_expressions", "random_expression", "solutions"]
+__all__ = ["COUNTDOWN4", "CountdownTask", "all_expressions", "random_expression", "solutions"]

@@ -113,3 +113,19 @@ def random_guesser_pass_at_k(
             totals[k] += 1.0 - (1.0 - p) ** k
         count += 1
     return {k: (totals[k] / count if count else 0.0) for k in ks}
+
+
+def hit_probabilities(records: Iterable[Mapping[str, Any]]) -> np.ndarray:
+    """Exact hit probability of the random guesser on each Countdown problem (``numbers``, ``target``)."""
+    cache: dict[tuple, float] = {}
+    out = []
+    for i, r in enumerate(records):
+        numbers = tuple(int(x) for x in r["numbers"])
+        key = (tuple(sorted(numbers)), int(r["target"]))
+        if key not in cache:
+            if len(numbers) <= 5:
+                cache[key] = float(exact_hit_probability(numbers, int(r["target"])))
+            else:
+                cache[key] = sampled_hit_probability(numbers, int(r["target"]), 4096, np.random.default_rng([0, i]))
+        out.append(cache[key])
+    return np.asarray(out, dtype=np.float64)

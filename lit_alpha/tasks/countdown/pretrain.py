@@ -1,6 +1,6 @@
 """Build and pretrain the embedded tiny base model for Countdown, from nothing.
 
-``python -m lit_alpha pretrain --out DIR [--minutes M] [--seed S] ...`` writes to ``DIR``:
+``python -m lit_alpha pretrain countdown --out DIR [--minutes M] [--seed S] ...`` writes to ``DIR``:
 
 * a char-level tokenizer (HF ``tokenizers`` wrapped as ``PreTrainedTokenizerFast``; ``<bos>`` is
   prepended when ``add_special_tokens=True``, no ``<eos>`` is appended);
@@ -17,7 +17,7 @@ The shipped ``lit_alpha/assets/countdown-tiny`` is this script's output with def
 The shipped ``lit_alpha/assets/countdown5-tiny`` (the base model of the harder benchmark, 5 numbers
 from 1..20, targets 100..999, see docs/results.md) is its output with ``--attempts sampled --steps 6000
 --n_numbers 5 --max_number 20 --min_target 100 --max_target 999 --eval_every 500 --eval_samples 0``
-(31 minutes on one thread of a loaded 2-core machine; its 256-sample evaluation is in docs/results.md).
+(about 30 minutes on one CPU thread; its 256-sample evaluation is in docs/results.md).
 Everything is seeded; with ``--minutes`` large enough not to cut training short, reruns on the same
 machine and torch version reproduce the same weights.
 """
@@ -369,17 +369,3 @@ def locals_args(fn, scope: dict) -> dict:
     import inspect
 
     return {k: scope[k] for k in inspect.signature(fn).parameters if k in scope}
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m lit_alpha pretrain --out DIR ...`` (``--help`` lists every option, from
-    :func:`pretrain`'s typed signature and docstring)."""
-    from lit_alpha.cli.commands import parse_command
-
-    kwargs, _ = parse_command(pretrain, argv, "python -m lit_alpha pretrain")
-    pretrain(**kwargs)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -78,6 +78,11 @@ def random_expression(numbers: tuple[int, ...], rng: np.random.Generator) -> tup
     return items[0][0], items[0][1]
 
 
+COUNTDOWN4 = {"n_numbers": 4, "max_number": 12, "min_target": 1, "max_target": 99}
+"""The settings of the first Countdown benchmark, the task of the embedded ``countdown-tiny`` model
+(``CountdownTask(**COUNTDOWN4)``); the defaults are Countdown-5's, the task of ``countdown5-tiny``."""
+
+
 class CountdownTask(Task):
     """Seeded Countdown problems with splits disjoint in number multisets.
 
@@ -99,10 +104,10 @@ class CountdownTask(Task):
 
     def __init__(
         self,
-        n_numbers: int = 4,
-        max_number: int = 12,
-        min_target: int = 1,
-        max_target: int = 99,
+        n_numbers: int = 5,
+        max_number: int = 20,
+        min_target: int = 100,
+        max_target: int = 999,
         num_val: int = 200,
         num_test: int = 200,
         holdout_frac: float = 0.1,

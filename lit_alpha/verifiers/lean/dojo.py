@@ -24,7 +24,7 @@ kernel shortcuts and native evaluation of :mod:`~lit_alpha.verifiers.lean.trust`
 ``native`` option, ``bv_decide``; ``implemented_by``, ``extern``, ``unsafe``, ``sorryAx``,
 meta-code ...), and so are ``apply?``/``exact?``, which admit their goal with ``sorry``. What it
 cannot see: a lemma of the traced repository that was itself proved natively or from an axiom (its
-axioms are inherited silently); prefer the REPL or kimina backends where both are possible (README,
+axioms are inherited silently); prefer the REPL or kimina backends where both are possible (docs/lean.md,
 "What each Lean backend guarantees").
 
 Entering a Dojo is expensive (it compiles the theorem's file up to the theorem), so one Dojo per
@@ -48,7 +48,7 @@ from lit_alpha.verifiers.lean.verifier import with_answer
 INSTALL_HINT = (
     'the lean-dojo backend needs the lean-dojo package: pip install "lit_alpha[lean]" (or pip install lean-dojo), '
     "with Lean 4 (elan) and git on PATH, and the repository traced by LeanDojo "
-    "(python -c 'import lean_dojo as d; d.trace(d.LeanGitRepo(URL, COMMIT))'); see README, section Lean 4"
+    "(python -c 'import lean_dojo as d; d.trace(d.LeanGitRepo(URL, COMMIT))'); see docs/lean.md"
 )
 Job = tuple[str, str, str, str]  # (file_path, theorem name, tactic block, statement + proof)
 

@@ -40,7 +40,7 @@ INSTALL_HINT = (
     "install elan (https://github.com/leanprover/elan), make a Lean 4 project with Mathlib and the REPL "
     f"(lakefile: `require mathlib from git \"https://github.com/leanprover-community/mathlib4\"` and "
     f"`require REPL from git \"{REPL_URL}\"` at tags matching your Lean version), run `lake exe cache get && "
-    "lake build`, and set data.task.init_args.project_dir to it (see README, section Lean 4)"
+    "lake build`, and set data.task.init_args.project_dir to it (see docs/lean.md)"
 )
 
 
