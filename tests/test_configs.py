@@ -91,7 +91,8 @@ def test_a_missing_base_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
 
 def test_grpo_kl_bc_is_grpo_kl_with_the_bias_correction() -> None:
     kl, bc = resolve("--config", str(REPO / "configs/grpo_kl.yaml")), resolve("--config", str(REPO / "configs/grpo_kl_bc.yaml"))
-    assert {k for k in set(kl) | set(bc) if kl.get(k) != bc.get(k)} - {"config"} == {"model.objective.init_args.bias_correction_kl"}
+    assert {k for k in set(kl) | set(bc) if kl.get(k) != bc.get(k)} - {"config", "trainer.logger.init_args.run_name"} == {
+        "model.objective.init_args.bias_correction_kl"}
     assert bc["model.objective.init_args.bias_correction_kl"] is True and kl["model.objective.init_args.bias_correction_kl"] is False
     assert bc["model.objective.init_args.beta"] == 0.1
 

@@ -128,7 +128,7 @@ def test_join_groups_layout():
 @pytest.mark.slow
 def test_fit_with_base_samples(in_tmp, random_model_dir, capsys):
     """MixtureAlphaDPG's base_samples: each group gets K π_base rows and trains on them; the removed
-    data.base_samples is refused with a pointer to the new class."""
+    data.base_samples is refused with a pointer to the new class, and so is the mixture with offline RFT."""
     from mlflow.tracking import MlflowClient
 
     from conftest import REPO
@@ -150,3 +150,8 @@ def test_fit_with_base_samples(in_tmp, random_model_dir, capsys):
         cli_main(["fit", "--config", str(REPO / "configs/a0.yaml"), "--data.base_samples", "3", *small])
     err = capsys.readouterr().err
     assert "data.base_samples" in err and "lit_alpha.objectives.MixtureAlphaDPG" in err
+    with pytest.raises(SystemExit):  # offline RFT's cached groups hold no π_base rows: refused, not misread
+        cli_main(["fit", "--config", str(REPO / "configs/a0_mix.yaml"), "--data.offline",
+                  "lit_alpha.data.offline.OfflineRFT", *small])
+    err = capsys.readouterr().err
+    assert "data.offline" in err and "MixtureAlphaDPG" in err
