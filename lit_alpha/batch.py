@@ -32,7 +32,7 @@ class RolloutBatch:
     prompt_len: int = 0  # P: completion tokens start at column P
     stats: dict[str, float] = field(default_factory=dict)  # timings and counters to log
     old_entropy: Tensor | None = None  # [N, T] float, per-token entropy of π_sampler (None: not computed)
-    from_base: Tensor | None = None  # [N] bool, rows drawn from π_base (data.base_samples); None: all on-policy
+    from_base: Tensor | None = None  # [N] bool, rows drawn from π_base (the objective's base_samples); None: none
 
     def to(self, device: torch.device | str) -> "RolloutBatch":
         moved: dict[str, Any] = {}
@@ -68,7 +68,6 @@ class ObjectiveInputs:
     group_ids: Tensor  # [N] long, contiguous groups of equal size
     entropy: Tensor | None = None  # [N, T] per-token entropy of π_θ, detached (objectives with needs_entropy)
     old_entropy: Tensor | None = None  # [N, T] per-token entropy of π_old at sampling time, detached
-    from_base: Tensor | None = None  # [N] bool, rows drawn from π_base (a mixture proposal); None: on-policy
     step: int = 0  # the optimizer step this batch trains (for schedules)
     max_steps: int = 0  # the run's total steps (0: unknown)
 

@@ -131,8 +131,7 @@ class AlphaModule(L.LightningModule):
         objective (``needs_base``: :attr:`scores_base`, decided here only)."""
         return RolloutModels(policy=self.policy, tokenizer=self.tokenizer, base=self.base,
                              needs_base=self.scores_base,
-                             supports_base_samples=bool(getattr(self.objective, "supports_base_samples", False)),
-                             objective=type(self.objective).__name__)
+                             base_samples=int(getattr(self.objective, "base_samples", 0)))
 
     # -- training ----------------------------------------------------------------------------
     def training_step(self, batch: RolloutBatch, batch_idx: int) -> torch.Tensor:
@@ -153,7 +152,6 @@ class AlphaModule(L.LightningModule):
             group_ids=batch.group_ids,
             entropy=entropy,
             old_entropy=batch.old_entropy,
-            from_base=batch.from_base,
             step=int(self.global_step),
             max_steps=max(0, int(max_steps or 0)),
         ))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lit_alpha.cli.lightning import main
-from lit_alpha.cli.commands import LIGHTNING, OTHERS, one_line
+from lit_alpha.cli.commands import LIGHTNING, OTHERS, one_line, with_moved_hint
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -152,6 +152,14 @@ def test_nested_errors_name_the_full_field() -> None:
     message = ('Parser key "model.objective":\n  Problem with given class_path \'lit_alpha.objectives.AlphaDPG\':\n'
                '    Parser key "normalizer":\n      Expected a <class \'float\'>. Got value: abc')
     assert one_line(message) == "model.objective.init_args.normalizer: Expected a <class 'float'>. Got value: abc"
+
+
+def test_a_moved_field_points_to_its_new_place() -> None:
+    for message in ("Group 'data' does not accept option 'base_samples'", "unrecognized arguments: --data.base_samples 8"):
+        hinted = with_moved_hint(message)
+        assert hinted.startswith(message) and "data.base_samples was moved" in hinted
+        assert "lit_alpha.objectives.MixtureAlphaDPG" in hinted and "init_args.base_samples" in hinted
+    assert with_moved_hint("Group 'data' does not accept option 'foo'") == "Group 'data' does not accept option 'foo'"
 
 
 @pytest.mark.parametrize("name", sorted(OTHERS))

@@ -4,6 +4,7 @@ interpolation (``${data.max_new_tokens}``) resolves after command-line overrides
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 
@@ -23,8 +24,8 @@ FOLDER_METHODS = sorted(p for p in (REPO / "configs").glob("*/*.yaml")
                         and "\n__base__: base.yaml\n" in "\n" + p.read_text())
 ALL_CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
 # what a method config may set differently from the base: its objective (not its normaliser), how it
-# samples (vLLM, a mixture proposal) or what data it trains on (offline RFT), and where it runs (FSDP on GPUs)
-MAY_DIFFER = ("model.objective.", "model.num_threads", "data.sampler", "data.offline", "data.base_samples", "trainer.strategy",
+# samples (vLLM) or what data it trains on (offline RFT), and where it runs (FSDP on GPUs)
+MAY_DIFFER = ("model.objective.", "model.num_threads", "data.sampler", "data.offline", "trainer.strategy",
               "trainer.accelerator", "trainer.devices", "trainer.num_nodes", "trainer.precision",
               "config", "trainer.logger.init_args.run_name")  # (the file names and the run name)
 
@@ -47,8 +48,13 @@ def resolve(*args: str) -> dict:
 
 def test_there_are_method_configs() -> None:
     assert len(METHOD_CONFIGS) >= 15
-    for path in METHOD_CONFIGS:
-        assert path.read_text().count("\n__base__: base.yaml\n") == 1, f"{path.name} does not start from base.yaml"
+    names = {p.name for p in METHOD_CONFIGS}
+    for path in METHOD_CONFIGS:  # base.yaml, or a method config that starts from it (grpo_kl_bc: grpo_kl)
+        bases = re.findall(r"\n__base__: (\S+)\n", path.read_text())
+        assert len(bases) == 1, f"{path.name} does not name one __base__"
+        if bases[0] != "base.yaml":
+            assert bases[0] in names, f"{path.name} does not start from base.yaml or a method config"
+            assert (REPO / "configs" / bases[0]).read_text().count("\n__base__: base.yaml\n") == 1
 
 
 @pytest.mark.parametrize("path", METHOD_CONFIGS, ids=lambda p: p.stem)
@@ -121,3 +127,18 @@ def test_a_missing_base_is_one_line_error(tmp_path: Path, capsys: pytest.Capture
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "__base__ 'nope.yaml'" in err, err
+
+
+def test_grpo_kl_bc_is_grpo_kl_with_the_bias_correction() -> None:
+    kl, bc = resolve("--config", str(REPO / "configs/grpo_kl.yaml")), resolve("--config", str(REPO / "configs/grpo_kl_bc.yaml"))
+    assert {k for k in set(kl) | set(bc) if kl.get(k) != bc.get(k)} - {"config", "trainer.logger.init_args.run_name"} == {
+        "model.objective.init_args.bias_correction_kl"}
+    assert bc["model.objective.init_args.bias_correction_kl"] is True and kl["model.objective.init_args.bias_correction_kl"] is False
+    assert bc["model.objective.init_args.beta"] == 0.1
+
+
+def test_mixture_configs_name_the_mixture_objective() -> None:
+    for name in ("a0_mix", "a025_mix"):
+        flat = resolve("--config", str(REPO / f"configs/{name}.yaml"))
+        assert flat["model.objective.class_path"] == "lit_alpha.objectives.MixtureAlphaDPG"
+        assert flat["model.objective.init_args.base_samples"] == 8 and flat["data.n_samples"] == 8

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch.testing import assert_close
 
 from lit_alpha.batch import ObjectiveInputs
-from lit_alpha.objectives import GRPO, RFT, SFT, AlphaDPG, Objective
+from lit_alpha.objectives import GRPO, RFT, SFT, AlphaDPG, MixtureAlphaDPG, Objective
 
 LN = math.log
 
@@ -325,6 +325,52 @@ def test_grpo_k3_kl_value_and_gradient_sign() -> None:
     assert GRPO(beta=0.0)(inputs).metrics["kl"] > 0  # reported even when unused
 
 
+def test_grpo_kl_bias_correction_golden() -> None:
+    # the k3 fixture above, off-policy: ρ = π_θ/π_old = 2 on token 0, 1/2 on token 1 (A = 0: KL term only)
+    # on (TRL's use_bias_correction_kl): ρ·k3 = 2(1 − ln 2) and (ln 2 − 1/2)/2; loss = 2·Σ/(N·C) = 7/4 − 3/2·ln 2
+    # ∂(ρ·k3)/∂log π = ρ·k3 + ρ·(1 − π_base/π) = −2 ln 2 on token 0, ln 2 / 2 on token 1 (then / N·C = 2)
+    lp = [[-2.0, -1.0], [-2.0, -1.0]]
+    base = [[-2.0 + LN(2), -1.0 - LN(2)]] * 2
+    old = [[-2.0 - LN(2), -1.0 + LN(2)]] * 2
+    inputs = make_inputs(lp, [1, 1], 2, base=base, old=old)
+    out = GRPO(beta=1.0, normalizer=1.0, bias_correction_kl=True)(inputs)
+    assert_close(out.loss, torch.tensor(1.75 - 1.5 * LN(2)))
+    assert_close(out.metrics["kl"], torch.tensor((1.75 - 1.5 * LN(2)) / 2))  # the corrected term, as TRL logs it
+    out.loss.backward()
+    assert_close(inputs.logprobs.grad, torch.tensor([[-LN(2), LN(2) / 4]] * 2))
+    # off (the default): plain k3, the ratio plays no part: the numbers of the on-policy fixture above
+    inputs = make_inputs(lp, [1, 1], 2, base=base, old=old)
+    out = GRPO(beta=1.0, normalizer=1.0)(inputs)
+    assert_close(out.loss, torch.tensor(0.5))
+    out.loss.backward()
+    assert_close(inputs.logprobs.grad, torch.tensor([[-1.0, 0.5], [-1.0, 0.5]]) / 2)
+    # on-policy (ρ = 1): the same value, and each token's gradient is k3 + 1 − π_base/π = log π_θ − log π_base
+    g = torch.Generator().manual_seed(3)
+    lp = (-torch.rand(4, 3, generator=g) * 3).tolist()
+    base = (torch.tensor(lp) + torch.randn(4, 3, generator=g)).tolist()
+    on, off = make_inputs(lp, [1, 1, 0, 0], 2, base=base), make_inputs(lp, [1, 1, 0, 0], 2, base=base)
+    a = GRPO(beta=0.5, normalizer=3.0, bias_correction_kl=True)(on)
+    b = GRPO(beta=0.5, normalizer=3.0)(off)
+    assert_close(a.loss, b.loss)
+    a.loss.backward()
+    b.loss.backward()
+    delta = torch.tensor(base) - torch.tensor(lp)  # [N, T] log π_base/π_θ; A = 0 in both groups
+    assert_close(on.logprobs.grad, 0.5 * -delta / (4 * 3.0))  # β·(log π_θ − log π_base)/(N·C)
+    assert_close(off.logprobs.grad, 0.5 * (1 - delta.exp()) / (4 * 3.0))  # β·∂k3/(N·C)
+
+
+def test_grpo_kl_bias_correction_finite_at_the_edges() -> None:
+    # π_old and π_base −∞ on completion tokens, π_θ far below them, NaN on padding: finite loss and gradient
+    lp = [[-1e4, -1.0, math.nan], [-0.5, -60.0, -1.0]]
+    old = [[-math.inf, -1.0, 0.0], [-1e4, 0.0, -1.0]]
+    base = [[-1.0, -math.inf, 0.0], [-math.inf, -1.0, -1.0]]
+    inputs = make_inputs(lp, [1, 0], 2, base=base, old=old, mask=[[1, 1, 0], [1, 1, 1]])
+    out = GRPO(beta=0.1, bias_correction_kl=True)(inputs)
+    out.loss.backward()
+    assert torch.isfinite(out.loss) and torch.isfinite(inputs.logprobs.grad).all()
+    assert all(torch.isfinite(v) for v in out.metrics.values())
+
+
 def test_grpo_first_step_equals_reinforce_with_group_mean_baseline() -> None:
     g = torch.Generator().manual_seed(1)
     lp = (-torch.rand(8, 4, generator=g) * 3).tolist()
@@ -433,12 +479,16 @@ def test_property_everything_finite(inputs: ObjectiveInputs, alpha: float, beta:
         AlphaDPG(alpha=alpha, scale="amari", clip=data.draw(st.sampled_from([1.0, 10.0]))),
         GRPO(
             beta=beta,
+            bias_correction_kl=data.draw(st.booleans()),
             std_normalize=data.draw(st.booleans()),
             aggregation=data.draw(st.sampled_from(["constant", "token", "sequence"])),
         ),
         RFT(),
         SFT(),
     ]
+    size = inputs.group_ids.numel() // (int(inputs.group_ids.max()) + 1)
+    if size > 1:  # groups of G ≥ 1 policy rows and K = size − G π_base rows
+        objectives.append(MixtureAlphaDPG(base_samples=data.draw(st.integers(1, size - 1)), alpha=alpha))
     for obj in objectives:
         inputs.logprobs.grad = None
         out = obj(inputs)

@@ -42,6 +42,22 @@ OTHERS = {  # command: ("module:entry point" in this package, summary)
 }
 
 
+#: config fields that were moved, and where to: a parse error naming one says so
+MOVED = {
+    "data.base_samples": "the mixture proposal is the objective lit_alpha.objectives.MixtureAlphaDPG "
+                         "(model.objective.class_path) with init_args.base_samples K; see configs/a0_mix.yaml",
+}
+
+
+def with_moved_hint(message: str) -> str:
+    """``message`` with a pointer to the new place of a moved field (:data:`MOVED`) it names, if any."""
+    for key, where in MOVED.items():
+        group, name = key.rsplit(".", 1)
+        if f"--{key}" in message or f"Group '{group}' does not accept option '{name}'" in message:
+            return f"{message} ({key} was moved: {where})"
+    return message
+
+
 def one_line(message: str) -> str:
     """jsonargparse's nested error (``Parser key "model.objective":`` / ``Problem with given class_path
     ...:`` / ``Parser key "alpha":`` / ``Expected ...``) as one line naming the full field:
@@ -75,7 +91,7 @@ class OneLineErrors:
         if not self.exit_on_error or os.environ.get("JSONARGPARSE_DEBUG"):  # type: ignore[attr-defined]
             return super().error(message, ex)  # type: ignore[misc]
         parser = getattr(ex, "subcommand_parser", None) or self
-        sys.stderr.write(f"error: {one_line(message)}\n")
+        sys.stderr.write(f"error: {with_moved_hint(one_line(message))}\n")
         prog = parser.prog.replace(" [options]", "").replace("__main__.py", "python -m lit_alpha")
         sys.stderr.write(f"(all fields: {prog} --help)\n")
         self.exit(2)  # type: ignore[attr-defined]

@@ -108,10 +108,6 @@ class RolloutDataModule(L.LightningDataModule):
             None: the task's own ``verify_timeout_s`` (0 unless it says otherwise, e.g. ``PromptsTask``
             with a user's reward function: 10 s).
         verify_workers: verification worker processes (when ``verify_timeout_s > 0``).
-        base_samples: K > 0 appends K samples of the frozen π_base to every training group (exact target
-            samples once verified; a mixture proposal, :mod:`lit_alpha.data.mixture`). Only objectives
-            with ``supports_base_samples`` (α-DPG) accept it; needs the HF sampler. Training metrics
-            (``train/reward_mean``...) are then over all G+K rows of a group.
     """
 
     def __init__(
@@ -129,17 +125,12 @@ class RolloutDataModule(L.LightningDataModule):
         offline: OfflineRFT | None = None,
         verify_timeout_s: float | None = None,
         verify_workers: int = 1,
-        base_samples: int = 0,
     ) -> None:
         super().__init__()
         if verify_timeout_s is None:
             verify_timeout_s = float(getattr(task, "verify_timeout_s", 0.0))
         if not verify_timeout_s >= 0:
             raise ValueError(f"data.verify_timeout_s must be >= 0, got {verify_timeout_s}")
-        if base_samples < 0:
-            raise ValueError(f"data.base_samples must be >= 0, got {base_samples}")
-        if base_samples and not isinstance(sampler, HFSampler):
-            raise ValueError("data.base_samples needs data.sampler HFSampler (it samples the frozen base model)")
         if verify_workers < 1:
             raise ValueError(f"data.verify_workers must be >= 1, got {verify_workers}")
         for name, value in [("prompts_per_step", prompts_per_step), ("n_samples", n_samples),
@@ -152,7 +143,7 @@ class RolloutDataModule(L.LightningDataModule):
         self.rollout = Rollout(
             task, sampler, SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens),
             seed=seed, prompts_per_step=prompts_per_step, n_samples=n_samples, val_samples=val_samples,
-            base_samples=base_samples, guard=GuardedVerifier(task.verifier, verify_timeout_s, verify_workers))
+            guard=GuardedVerifier(task.verifier, verify_timeout_s, verify_workers))
 
     # the settings live in the rollout, which uses them
     task = property(lambda self: self.rollout.task, doc="the problems, prompt format and verifier")
@@ -191,6 +182,13 @@ class RolloutDataModule(L.LightningDataModule):
         rank, world = rank_and_world(self.trainer)
         check_divisible(self.rollout.prompts_per_step, world)
         rollout = self._attached()
+        if rollout.models.base_samples:  # the objective asks for π_base rows in every group (MixtureAlphaDPG)
+            if self.offline is not None:
+                raise UserError("data.offline: offline RFT trains on its cache of π_base samples; an objective with "
+                                "base_samples (MixtureAlphaDPG) needs fresh on-policy groups")
+            if not isinstance(self.sampler, HFSampler):
+                raise UserError("model.objective.init_args.base_samples: π_base samples need data.sampler "
+                                "HFSampler (it samples the frozen base model)")
         if self.offline is None or world == 1:
             return self.source.loader(rollout, start, max_steps)
         # offline RFT under DDP: rank 0 builds (or loads) the cache, then the others load it; each trains

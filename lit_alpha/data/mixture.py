@@ -1,10 +1,12 @@
-"""A mixture proposal: each prompt's group holds G samples of π_θ and K samples of π_base.
+"""The data side of a mixture proposal: one group of G π_θ rows and K π_base rows per prompt.
 
-π_base's verified samples are exact samples of the target ``p ∝ π_base·v``, and they visit exactly the
-correct answers that an on-policy sampler has stopped producing (docs/design.md §6). ``data.base_samples K``
-appends K of them to every training group; the objective sees which rows they are
-(``RolloutBatch.from_base``) and weights every row against the mixture ``q = λ·π_θ + (1−λ)·π_base``,
-``λ = G/(G+K)`` (:class:`lit_alpha.objectives.AlphaDPG` is the objective that supports it).
+An objective that asks for π_base samples (``Objective.base_samples`` K > 0: lit_alpha's
+:class:`~lit_alpha.objectives.mixture.MixtureAlphaDPG`) gets, from :meth:`Rollout.train_batch
+<lit_alpha.data.rollout.Rollout.train_batch>`, groups whose first G rows are the policy's samples and
+whose last K rows are π_base's (drawn with their own seed stream, verified like the others);
+:func:`join_groups` builds that layout and marks the π_base rows in ``RolloutBatch.from_base`` (the
+module leaves them out of ``perf/logprob_mismatch``, which compares the sampler's log-probs with the
+policy's).
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 :class:`Rollout` owns every step of a batch's data path (docs/design.md §3): drawing a step's prompts, seeding
 the sampler, sampling, verification (through one :class:`~lit_alpha.verifiers.guarded.GuardedVerifier`,
-which counts the verifier's faults over the run), the extra π_base samples of a mixture proposal and
-scoring the samples under the frozen base. The models are handed to it explicitly
+which counts the verifier's faults over the run), scoring the samples under the frozen base and, when the
+objective asks for them, π_base samples in every training group. The models are handed to it explicitly
 (:meth:`Rollout.attach` with a :class:`RolloutModels`), and whether π_base is scored (``needs_base``)
-is decided once, by the LightningModule that hands them over.
+and how many π_base samples a group holds (``base_samples``) are decided once, by the LightningModule
+that hands them over.
 
 Every random choice is a pure function of a seed key (:func:`train_key`, :func:`eval_key`,
 :func:`split_key`), so a resumed run draws exactly the prompts and samples it would have drawn, and
@@ -25,7 +26,6 @@ import torch
 
 from lit_alpha.batch import RolloutBatch
 from lit_alpha.data.mixture import join_groups
-from lit_alpha.errors import UserError
 from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.scoring.logprobs import token_logprobs
 from lit_alpha.training.strategy import lockstep
@@ -87,16 +87,15 @@ class RolloutModels:
     """What the trainer hands the rollout: the models and the decisions that depend on the objective.
 
     ``needs_base``: score every training sample under π_base (decided once, by the module).
-    ``supports_base_samples``: may training groups hold π_base samples (``data.base_samples``);
-    ``objective``: its name, for the error when they may not.
+    ``base_samples``: K π_base samples per prompt that join each training group after the policy's (the
+    objective's :attr:`~lit_alpha.objectives.base.Objective.base_samples`; 0: none).
     """
 
     policy: torch.nn.Module
     tokenizer: Any
     base: torch.nn.Module | None = None
     needs_base: bool = False
-    supports_base_samples: bool = False
-    objective: str = ""
+    base_samples: int = 0
 
 
 class Rollout:
@@ -110,16 +109,15 @@ class Rollout:
         prompts_per_step: prompts per optimizer step over all processes (B).
         n_samples: completions per prompt in training (G).
         val_samples: completions per held-out problem in validation/test.
-        base_samples: π_base samples appended to every training group (K, a mixture proposal).
         guard: the verifier guard; None: the task's verifier in-process.
     """
 
     def __init__(self, task: Task, sampler: Sampler, params: SamplingParams, seed: int = 0,
-                 prompts_per_step: int = 1, n_samples: int = 1, val_samples: int = 1, base_samples: int = 0,
+                 prompts_per_step: int = 1, n_samples: int = 1, val_samples: int = 1,
                  guard: GuardedVerifier | None = None) -> None:
         self.task, self.sampler, self.params, self.seed = task, sampler, params, seed
         self.prompts_per_step, self.n_samples = prompts_per_step, n_samples
-        self.val_samples, self.base_samples = val_samples, base_samples
+        self.val_samples = val_samples
         self.guard = guard if guard is not None else GuardedVerifier(task.verifier)
         # every verifier/<reason>_frac of a training batch so far; the fault reasons from the start
         self.reasons: set[str] = {f"verifier/{kind}_frac" for kind in FAULTS}
@@ -229,23 +227,20 @@ class Rollout:
     # -- what the DataModule asks for -------------------------------------------------------------
     def train_batch(self, records: Sequence[Record], step: int) -> RolloutBatch:
         """Training step ``step``'s batch for this process's ``records`` (``[len(records)·(G+K)]`` rows):
-        G policy samples per prompt (and K π_base samples, ``base_samples``), verified, scored under
-        π_base when the objective needs it."""
+        G policy samples per prompt (then K π_base samples when the objective asks for them,
+        ``models.base_samples``), verified, scored under π_base when the objective needs it."""
         models = self.models
         key = train_key(self.seed, step, self.rank, self.world_size)
         generator = self.generator(key)
         # sample and score in the training step's precision (bf16-mixed: with the weight-cast cache on)
         with self._precision(), lockstep(models.policy, self.world_size) as policy:
             out = self.sample(policy, records, self.n_samples, generator)
-        if self.base_samples:
-            if not models.supports_base_samples:
-                raise UserError(f"data.base_samples: {models.objective} does not support base samples (a "
-                                f"mixture proposal); use lit_alpha.objectives.AlphaDPG or base_samples 0")
+        if models.base_samples:  # a mixture proposal (MixtureAlphaDPG)
             generator.manual_seed(seed_of([*key, 1]))  # the π_base samples' own stream
             with self._precision(), torch.no_grad():
-                extra = self.sample(models.base, records, self.base_samples, generator)
+                extra = self.sample(models.base, records, models.base_samples, generator)
             pad = models.tokenizer.pad_token_id if models.tokenizer.pad_token_id is not None else 0
-            out = join_groups(out, extra, self.n_samples, self.base_samples, pad)
+            out = join_groups(out, extra, self.n_samples, models.base_samples, pad)
         if models.needs_base:  # after the lockstep block: every rank's base forwards pair up under FSDP
             self.score_base(out)
         out.stats["verifier/faults_total"] = float(self.guard.total_faults)  # over the run, resumed too

@@ -4,6 +4,7 @@ from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.objectives.base import Objective
 from lit_alpha.objectives.entropy_clip import GRPOEntropyRatioClip
 from lit_alpha.objectives.grpo import GRPO
+from lit_alpha.objectives.mixture import MixtureAlphaDPG
 from lit_alpha.objectives.passk import GRPOPassAtK
 from lit_alpha.objectives.rft import RFT
 from lit_alpha.objectives.rloo import RLOO
@@ -13,7 +14,7 @@ from lit_alpha.objectives.smoothing import GRPODifferentialSmoothing
 from lit_alpha.objectives.unlikeliness import GRPOUnlikely
 
 __all__ = [
-    "Objective", "AlphaDPG", "GRPO", "RFT", "SFT", "RLOO", "GRPOPassAtK", "GRPOUnlikely",
+    "Objective", "AlphaDPG", "MixtureAlphaDPG", "GRPO", "RFT", "SFT", "RLOO", "GRPOPassAtK", "GRPOUnlikely",
     "GRPODifferentialSmoothing", "GRPOEntropyRatioClip",
     "Schedule", "Constant", "Linear", "Cosine", "Step",
 ]

@@ -67,9 +67,9 @@ class Objective:
     """
 
     needs_entropy: bool = False
-    supports_base_samples: bool = False
-    """Can the objective use groups that also hold π_base samples (``inputs.from_base``, a mixture
-    proposal from ``data.base_samples``)? Objectives that cannot are refused such batches."""
+    base_samples: int = 0
+    """π_base samples per prompt that the rollout adds to each training group, after the policy's
+    (K; only :class:`~lit_alpha.objectives.mixture.MixtureAlphaDPG` asks for any)."""
     needs_base: bool = True
     """Does the loss read π_base's log-probs (``inputs.base_logprobs``)? When False the trainer skips
     scoring the samples under the frozen base, a no-grad forward over the whole batch (about a fifth of

@@ -7,6 +7,16 @@ Advantage (group of one prompt): ``A_i = r_i − mean_g(r)``, optionally ``/ (st
     k3_t = exp(log π_base − log π_θ) − (log π_base − log π_θ) − 1      (Schulman's KL(π_θ‖π_base))
     ℓ_t  = −min(ρ_t·A, clip(ρ_t, 1−ε, 1+ε_high)·A) + β·k3_t
 
+``bias_correction_kl`` (off by default) multiplies the KL term by the same ratio, ``β·ρ_t·k3_t``, as TRL's
+``GRPOConfig.use_bias_correction_kl`` (``trl/trainer/grpo_trainer.py``, ``_compute_loss``:
+``per_token_kl = per_token_kl * coef_1`` with ``coef_1 = exp(per_token_logps − old_per_token_logps)``,
+token-level, *not* detached; off by default in TRL too, citing DeepSeek-V3.2, arXiv 2512.02556). k3 is
+an estimate of KL(π_θ‖π_base) from samples of π_old; the ratio makes it an importance-sampled one, so its
+gradient also counts how π_θ moves the sampling distribution. With one optimizer step per fresh batch
+ρ = 1 in value, so the loss and the logged ``kl`` are unchanged and only the gradient differs: per token,
+``β·(∂k3 + k3·∂log π_θ)`` instead of ``β·∂k3``. The logged ``kl`` is the term the loss uses (corrected when
+the option is on), as TRL logs it. With the option off the KL term is exactly TRL's with the option off.
+
 Aggregation: "constant" ``Σ_{i,t} ℓ / (N·C)`` (Dr. GRPO, default), "token" the mean over all completion
 tokens of the batch (DAPO), "sequence" the mean over sequences of per-sequence token means (GRPO).
 Both log-ratios are clamped to ±20 before ``exp`` so that broken inputs give a large finite value, not
@@ -38,6 +48,8 @@ class GRPO(Objective):
 
     Args:
         beta: weight of the per-token k3 KL(π_θ‖π_base) penalty.
+        bias_correction_kl: multiply each token's k3 by its ratio ρ_t = π_θ/π_old (gradient through
+            both), TRL's ``use_bias_correction_kl``; off: plain k3 (see the module docstring).
         std_normalize: divide advantages by the group's reward std (original GRPO).
         clip_eps: ε, the lower clip ``1 − ε`` of the ratio (and the upper one unless ``clip_eps_high``).
         clip_eps_high: ε_high for the upper clip ``1 + ε_high`` (DAPO's clip-higher); None: ε.
@@ -53,6 +65,7 @@ class GRPO(Objective):
         clip_eps_high: float | None = None,
         aggregation: str = "constant",
         normalizer: float = 1024.0,
+        bias_correction_kl: bool = False,
     ) -> None:
         super().__init__(normalizer)
         if not beta >= 0:
@@ -68,6 +81,7 @@ class GRPO(Objective):
         self.clip_eps = float(clip_eps)
         self.clip_eps_high = float(clip_eps if clip_eps_high is None else clip_eps_high)
         self.aggregation = aggregation
+        self.bias_correction_kl = bool(bias_correction_kl)
 
     @property
     def needs_base(self) -> bool:
@@ -110,6 +124,8 @@ class GRPO(Objective):
             base = inputs.base_logprobs.detach().to(logp.dtype).masked_fill(pad, 0.0)  # [N, T]
             delta = (base - logp).clamp(-_MAX_LOG_RATIO, _MAX_LOG_RATIO)  # [N, T] log π_base/π_θ
             k3 = delta.exp() - delta - 1.0  # [N, T] ≥ 0
+            if self.bias_correction_kl:  # TRL's use_bias_correction_kl: ρ_t·k3_t, gradient through both
+                k3 = ratio * k3  # [N, T] ≥ 0, finite (both factors come from clamped log-ratios)
             per_token = per_token + self.beta * k3
         elif self.beta > 0:
             raise ValueError("GRPO with beta > 0 needs base_logprobs")
