@@ -84,6 +84,8 @@ def test_alpha_dpg_golden_numbers() -> None:
     assert_close(out.metrics["pseudo_reward_clip_frac"], torch.tensor(0.0))
     assert_close(out.metrics["zero_success_frac"], torch.tensor(1 / 3))  # group 2
     assert_close(out.metrics["all_success_frac"], torch.tensor(1 / 3))  # group 1
+    # groups with ≥ 2 correct (α's lever): group 1 (both correct); group 0 has one, group 2 none
+    assert_close(out.metrics["multi_success_frac"], torch.tensor(1 / 3))
     # α=0.5: R = [√2−1, −1, √(2/3)−1, √(4/3)−1, −1, −1] = [0.414214, −1, −0.183503, 0.154701, −1, −1]
     # A = [1.414214, −1.414214, −0.338204, 0.338204, 0, 0]
     # loss = (1.414214·1 − 1.414214·2 − 0.338204·3 + 0.338204·1)/6/2 = (−1.414214 − 0.676408)/12

@@ -39,12 +39,15 @@ def success_fracs(rewards: Tensor, group_ids: Tensor) -> dict[str, Tensor]:
 
     ``zero_success_frac``: fraction of groups with no successful sample (α-DPG falls back to
     ``z_default`` there; GRPO/RLOO get zero advantage). ``all_success_frac``: fraction of groups where
-    every sample succeeds.
+    every sample succeeds. ``multi_success_frac``: fraction of groups with two or more successful
+    samples, the only groups where α acts (with one correct sample α-DPG's pseudo-rewards are
+    ``G^{1−α} − 1`` and ``−1`` whatever the models say: α only rescales the update).
     """
     ok = group_view(is_correct(rewards.detach()), group_ids)  # [B, G] bool
     return {
         "zero_success_frac": (~ok.any(1)).float().mean(),
         "all_success_frac": ok.all(1).float().mean(),
+        "multi_success_frac": (ok.sum(1) >= 2).float().mean(),
     }
 
 
