@@ -14,7 +14,8 @@ Nothing has to be re-sampled to recompute a metric: :mod:`lit_alpha.analysis.fro
 Outputs: ``<out>/eval_<split>.jsonl`` (the table) and ``eval_<split>_summary.json``; when the config
 has an MLflow logger, both go to the run's ``eval/`` artifacts and the run gets the metrics
 ``eval/<split>/pass_at_<k>`` (k = 1, 2, 4, …, n), ``eval/<split>/distinct_correct``,
-``eval/<split>/{answer,correct}_{entropy,simpson}``.
+``eval/<split>/{answer,correct}_{entropy,simpson}``, and the task's own diagnostics
+(:meth:`~lit_alpha.tasks.base.Task.eval_metrics`, e.g. ``eval/<split>/strategy/neg``) when it has them.
 
 Which MLflow run: ``--run_id``; else the run that owns the checkpoint (``--ckpt_path last``: the
 newest checkpoint of the latest run named like the config, or ``--run_name``; a path under
@@ -48,6 +49,7 @@ from lit_alpha.metrics.target import target_divergences
 from lit_alpha.analysis.frontier import EVAL_ARTIFACT_DIR, KIND_TAG
 from lit_alpha.analysis.stats import TARGET_COLUMNS, read_table, shannon_entropy, simpson_index
 from lit_alpha.metrics.pass_at_k import default_ks, pass_at_k_per_problem
+from lit_alpha.tasks.base import has_eval_metrics
 from lit_alpha.verifiers.base import is_correct
 
 INVALID = "<invalid>"
@@ -107,9 +109,10 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 # -- sampling -----------------------------------------------------------------------------
 def evaluate_policy(rollout, records: Sequence[Mapping[str, Any]], n: int, split: str, eval_seed: int = 0,
-                    problems_per_batch: int = 1, log=None) -> list[dict[str, Any]]:
+                    problems_per_batch: int = 1, log=None, keep: list | None = None) -> list[dict[str, Any]]:
     """Sample ``n`` completions for each record (in batches of whole problems) with the rollout's policy
-    (a :class:`~lit_alpha.data.rollout.Rollout` with its models attached), verify them, return the rows."""
+    (a :class:`~lit_alpha.data.rollout.Rollout` with its models attached), verify them, return the rows.
+    ``keep``: a list that gets one ``(completions, rewards)`` pair per record (for ``Task.eval_metrics``)."""
     import torch
 
     from lit_alpha.data.rollout import split_key
@@ -130,6 +133,8 @@ def evaluate_policy(rollout, records: Sequence[Mapping[str, Any]], n: int, split
         for j, record in enumerate(chunk):
             sl = slice(j * n, (j + 1) * n)
             rows.append(problem_row(record, rewards[sl], answers[sl], reasons[sl], samples[sl]))
+            if keep is not None:
+                keep.append((list(batch.completions[sl]), rewards[sl]))
         if log is not None and (len(rows) % 25 < len(chunk) or len(rows) == len(records)):
             log(f"  {split}: {len(rows)}/{len(records)} problems, {time.perf_counter() - start:.0f}s")
     return rows
@@ -308,8 +313,9 @@ def _run_evaluation(args: argparse.Namespace, cli, module, dm) -> int:
             if args.num_problems is not None:
                 records = records[: args.num_problems]
             t0 = time.perf_counter()
+            keep: list | None = [] if has_eval_metrics(dm.task) else None
             rows = evaluate_policy(rollout, records, args.n, split, args.eval_seed, args.problems_per_batch,
-                                   log=lambda m: print(m, file=sys.stderr))
+                                   log=lambda m: print(m, file=sys.stderr), keep=keep)
             target = _target_rows(args, client, settings, split, rows, ckpt)
             if target is not None:
                 alpha = args.alpha if args.alpha is not None else _run_alpha(module)
@@ -317,6 +323,9 @@ def _run_evaluation(args: argparse.Namespace, cli, module, dm) -> int:
                 for row in rows:
                     row.update({col: None for col in TARGET_COLUMNS} | div.get(row["problem_id"], {}))
             summary = summarize(rows)
+            if keep is not None:  # the task's own diagnostics (Task.eval_metrics)
+                summary.update({k: float(v) for k, v in dm.task.eval_metrics(
+                    records, [c for c, _ in keep], [r for _, r in keep]).items()})
             info = {"split": split, "n": args.n, "eval_seed": args.eval_seed, "ckpt_path": ckpt, "step": step,
                     "problems_per_batch": args.problems_per_batch, "seconds": time.perf_counter() - t0,
                     "temperature": dm.params.temperature, "top_p": dm.params.top_p,
