@@ -273,3 +273,38 @@ def test_countdown_validation_logs_only_what_it_did():
         pytest.skip("needs the embedded model")
     out = _validate("countdown-tiny", CountdownTask(num_val=2), 16)
     assert set(out) == {"val/pass@1", "val/pass@2", "val/pass@4", "val/distinct_correct", "step"}
+
+
+def test_groups_with_two_from_counts_by_hand():
+    from lit_alpha.tasks.strategy.stats import groups_ge2
+
+    # n = 8: the group is all samples, so it is the indicator of c >= 2
+    assert groups_ge2([8, 8, 8, 8], [0, 1, 2, 8]).tolist() == [0.0, 0.0, 1.0, 1.0]
+    # n = 9, c = 2: a group of 8 misses one of the 9 samples; it holds both unless it misses a correct
+    # one: 1 - [C(7,8) + 2 C(7,7)] / C(9,8) = 1 - 2/9
+    assert groups_ge2([9], [2])[0] == pytest.approx(7 / 9)
+
+
+def test_base_statistics_from_a_table():
+    from lit_alpha.tasks.strategy.stats import base_statistics
+
+    t = StrategyTask()
+    rec = next(r for r in t.problems("val") if "neg" in r["accepted"])
+    x = rec["digits"]
+    neg = TRANSFORMS["neg"](x)
+    slip = str((int(neg[0]) + 1) % 10) + neg[1:]
+    rows = [{"n": 8, "c": 3, "digits": x, "answers": {f"neg:{neg}": 3, f"neg:{slip}": 1, f"cpy:{x}": 2, "<invalid>": 2}}]
+    out = base_statistics(rows, t, ks=(1, 8))
+    m = out["measured"]
+    assert m["pass@1"] == pytest.approx(3 / 8) and m["pass@8"] == 1.0 and m["groups_ge2_of_8"] == 1.0
+    assert m["strategy"]["neg"] == pytest.approx(0.5) and m["strategy"]["other"] == pytest.approx(0.25)
+    assert m["slip_rate"] == pytest.approx(1 / 30) and m["slip_rate_by_strategy"]["neg"] == pytest.approx(1 / 20)
+    assert m["ceiling"] == 1.0 and out["closed_form_problems"]["optimum_pass1"]["pass@1"] in (0.0, 1.0)
+
+
+def test_distribution_optima_scored_on_a_list():
+    # fitted on the distribution (q0 = (7/12, 5/12)), scored on the list {x}, {x, y}: pass@1 = (7/12 + 1)/2
+    A, w = O.all_patterns(RATES)
+    table = O.records_table(PRIOR, [["x"], ["x", "y"]], ["x", "y"], ks=(1,), fit=(A, w))
+    assert table["optimum_a0"]["pass@1"] == pytest.approx((7 / 12 + 1) / 2)
+    assert table["optimum_pass1"]["q"] == {"x": 1.0, "y": 0.0}  # tie in the distribution: the first

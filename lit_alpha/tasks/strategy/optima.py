@@ -148,7 +148,8 @@ def groups_with_two(sigma: np.ndarray, w: np.ndarray, group: int = 8) -> float:
 
 def optima_table(prior: Sequence[float], A: np.ndarray, w: np.ndarray, ks: Sequence[int] = (1, 8, 256),
                  execution: float = 1.0, reveal: bool = False, digits: int = 5,
-                 names: Sequence[str] | None = None) -> dict[str, dict]:
+                 names: Sequence[str] | None = None,
+                 fit: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, dict]:
     """The optima and reference policies with their strategy distribution and pass@k over ``(A, w)``.
 
     Rows: ``optimum_<alpha tag>`` for each of :data:`ALPHAS`, ``optimum_pass1``, ``base`` (the prior
@@ -156,15 +157,18 @@ def optima_table(prior: Sequence[float], A: np.ndarray, w: np.ndarray, ks: Seque
     ``uniform_perfect`` and ``guesser`` (a uniform name and ``digits`` uniform digits). Each row holds
     ``q`` (the mean strategy distribution over the solvable problems), ``pass@k`` for each k, and the
     fraction of groups of 8 with ≥ 2 correct samples. ``reveal``: the policies that can see the
-    pattern (:func:`conditional_optimum`); the base and the references are the same."""
+    pattern (:func:`conditional_optimum`); the base and the references are the same. ``fit``: the
+    ``(A, w)`` the hidden-arm optima are fitted on (default: the ones they are evaluated on), e.g. the
+    problem distribution (:func:`all_patterns`) to score its optima on a problem list."""
     prior, A, w = _check(prior, A, w)
     J = len(prior)
     names = list(names) if names is not None else [str(j) for j in range(J)]
     solvable = A.sum(axis=1) > 0
     ws = w * solvable / (w * solvable).sum()
     policies: dict[str, tuple[np.ndarray, float]] = {}
+    FA, Fw = (A, w) if fit is None else (np.asarray(fit[0], dtype=np.float64), np.asarray(fit[1], dtype=np.float64))
     for alpha in ALPHAS:
-        Q = conditional_optimum(prior, A, w, alpha) if reveal else optimum(prior, A, w, alpha)
+        Q = conditional_optimum(prior, A, w, alpha) if reveal else optimum(prior, FA, Fw, alpha)
         policies[f"optimum_{alpha_tag(alpha)}"] = (Q, 1.0)
     if reveal:  # all mass on the accepted strategy accepted most often overall (any accepted one will do)
         order = np.argsort(-(w @ A), kind="stable")
@@ -175,7 +179,7 @@ def optima_table(prior: Sequence[float], A: np.ndarray, w: np.ndarray, ks: Seque
                 Q[i, hit[0]] = 1.0
         policies["optimum_pass1"] = (Q, 1.0)
     else:
-        policies["optimum_pass1"] = (pass1_optimum(A, ws), 1.0)
+        policies["optimum_pass1"] = (pass1_optimum(FA, Fw), 1.0)
     policies["base"] = (prior, execution)
     policies["base_perfect"] = (prior, 1.0)
     policies["uniform_perfect"] = (np.full(J, 1.0 / J), 1.0)
@@ -201,7 +205,9 @@ def distribution_table(prior: Sequence[float], rates: Sequence[float], **kwargs)
 
 def records_table(prior: Sequence[float], accepted_sets: Sequence[Sequence[str]], names: Sequence[str],
                   **kwargs) -> dict[str, dict]:
-    """:func:`optima_table` over a problem list, given each problem's accepted names (equal weights)."""
+    """:func:`optima_table` over a problem list, given each problem's accepted names (equal weights).
+    Pass ``fit=all_patterns(rates)`` to score the problem distribution's optima on the list (what a
+    policy that cannot see the list can reach) instead of the list's own optima."""
     A = np.array([[1.0 if n in set(acc) else 0.0 for n in names] for acc in accepted_sets])
     return optima_table(prior, A, np.ones(len(A)), names=names, **kwargs)
 

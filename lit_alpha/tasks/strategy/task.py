@@ -29,7 +29,7 @@ from lit_alpha.verifiers.strategy import TRANSFORMS, StrategyVerifier, slipped_d
 
 DEFAULT_PRIOR = {"cpy": 0.6, "rev": 0.3, "inc": 0.087, "sft": 0.01, "neg": 0.003}
 """The base model's habits (the pretraining mixture over strategies)."""
-DEFAULT_RATES = {"cpy": 0.2, "rev": 0.1, "inc": 0.05, "sft": 0.2, "neg": 0.5}
+DEFAULT_RATES = {"cpy": 0.25, "rev": 0.1, "inc": 0.05, "sft": 0.2, "neg": 0.5}
 """The acceptance rate of each transformation."""
 DEFAULT_KEY = "lit_alpha/strategy/v1"
 
