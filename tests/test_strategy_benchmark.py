@@ -308,3 +308,41 @@ def test_distribution_optima_scored_on_a_list():
     table = O.records_table(PRIOR, [["x"], ["x", "y"]], ["x", "y"], ks=(1,), fit=(A, w))
     assert table["optimum_a0"]["pass@1"] == pytest.approx((7 / 12 + 1) / 2)
     assert table["optimum_pass1"]["q"] == {"x": 1.0, "y": 0.0}  # tie in the distribution: the first
+
+
+# -- the shipped base ----------------------------------------------------------------------------
+def test_shipped_base_is_small_resolvable_and_meets_its_gates():
+    import json
+
+    from lit_alpha.models import EMBEDDED, load_policy, resolve_model_path
+
+    path = EMBEDDED["strategy-tiny"]
+    if not (path / "config.json").exists():
+        pytest.skip("the strategy base is not built")
+    assert resolve_model_path("strategy-tiny") == str(path)
+    assert sum(p.stat().st_size for p in path.iterdir()) < 4 * 2**20
+    model, tok = load_policy("strategy-tiny")
+    assert tok.unk_token_id not in tok("48213|cpy,neg>")["input_ids"]
+    info = json.loads((path / "training_info.json").read_text())
+    task = StrategyTask()
+    assert info["task"]["prior"] == task.prior and info["task"]["rates"] == task.rates  # built for these knobs
+    hidden = info["base_statistics"]["hidden"]["measured"]
+    assert 0.08 <= hidden["pass@1"] <= 0.25 and hidden["groups_ge2_of_8"] >= 0.2 and hidden["pass@256"] <= 0.9
+    optimum = info["base_statistics"]["hidden"]["closed_form_problems"]["optimum_a0"]["pass@256"]
+    assert optimum - hidden["pass@256"] >= 0.10
+
+
+# -- configs: a benchmark folder merged over a method config -------------------------------------
+@pytest.mark.parametrize("arm,reveal", [("task", False), ("control", True)])
+def test_benchmark_configs_merge_over_a_method_config(arm, reveal):
+    from pathlib import Path
+
+    from test_configs import resolve
+
+    repo = Path(__file__).resolve().parents[1]
+    flat = resolve("--config", str(repo / "configs/a05.yaml"), "--config", str(repo / f"configs/strategy/{arm}.yaml"))
+    assert flat["data.task.class_path"] == "lit_alpha.tasks.StrategyTask"
+    assert flat["data.task.init_args.reveal"] is reveal and "data.task.init_args.n_numbers" not in flat
+    assert flat["model.model"] == "strategy-tiny" and flat["data.max_new_tokens"] == 12
+    assert flat["model.objective.init_args.normalizer"] == 12  # the method's ${data.max_new_tokens}
+    assert flat["model.objective.init_args.alpha"] == 0.5 and flat["trainer.max_steps"] == 200
