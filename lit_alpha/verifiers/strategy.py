@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 from lit_alpha.verifiers.base import Verdict, Verifier
 
@@ -145,10 +145,3 @@ class StrategyVerifier(Verifier):
             return Verdict(0.0, "wrong", answer)
         return Verdict(1.0, "ok", answer)
 
-
-def strategy_of(completion: str, names: Sequence[str]) -> str | None:
-    """The strategy a completion names (one of ``names``), or None when it is not a well-formed answer."""
-    parsed = parse_answer(completion)
-    if isinstance(parsed, str) or parsed[0] not in names:
-        return None
-    return parsed[0]

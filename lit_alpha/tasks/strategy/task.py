@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from lit_alpha.tasks.base import Record, Task
-from lit_alpha.verifiers.strategy import TRANSFORMS, StrategyVerifier, slipped_digits, strategy_of
+from lit_alpha.verifiers.strategy import TRANSFORMS, StrategyVerifier, parse_answer, slipped_digits
 
 DEFAULT_PRIOR = {"cpy": 0.6, "rev": 0.3, "inc": 0.087, "sft": 0.01, "neg": 0.003}
 """The base model's habits (the pretraining mixture over strategies)."""
@@ -167,12 +167,13 @@ class StrategyTask(Task):
             for text in texts:
                 total += 1
                 solvable_total += solvable
-                name = strategy_of(text, self.names)
-                if name is None:
+                parsed = parse_answer(text)
+                if isinstance(parsed, str) or parsed[0] not in counts:
                     continue
+                name, result = parsed
                 counts[name] += 1
                 solvable_counts[name] += solvable
-                wrong = slipped_digits(digits, name, text.split("\n", 1)[0].strip(" ").split(":", 1)[1])
+                wrong = slipped_digits(digits, name, result)
                 if wrong is not None:
                     slips += wrong
                     digits_seen += len(digits)
