@@ -235,6 +235,16 @@ def test_pretrain_smoke(tiny_base):
     assert tok("48213>")["input_ids"][0] == tok.bos_token_id and tok.unk_token_id not in tok("48213|cpy,neg>")["input_ids"]
 
 
+def test_pretrain_is_seeded(tiny_base, tmp_path):
+    from safetensors.torch import load_file
+
+    from lit_alpha.tasks.strategy.pretrain import pretrain
+
+    pretrain(str(tmp_path), steps=4, hidden=16, layers=1, heads=2, batch_size=8, warmup=1, eval_problems=0)
+    a, b = load_file(tiny_base[0] / "model.safetensors"), load_file(tmp_path / "model.safetensors")
+    assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
 def test_attempts_follow_the_prior_and_the_slip_rate():
     from lit_alpha.tasks.strategy.pretrain import attempt, slipped
 
