@@ -31,6 +31,7 @@ from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.objectives.base import Objective
 from lit_alpha.training.precision import cast_frozen_linears, clip_gradients, frozen_base_dtype, fused_ok
 from lit_alpha.scoring.logprobs import token_logprobs
+from lit_alpha.tasks.base import has_eval_metrics
 from lit_alpha.verifiers.base import is_correct
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class AlphaModule(L.LightningModule):
             self.base = AdapterDisabled(owner=self)  # follows self.policy, also once a strategy wraps it
         self.strict_loading = False  # checkpoints omit the frozen base (rebuilt from `model`)
         self._eval_metrics: dict[str, tuple[PassAtK, DistinctCorrect]] = {}
+        self._eval_samples: dict[str, list[tuple[list[str], list[str], list[float]]]] = {}  # Task.eval_metrics
         self.max_bad_steps = max_bad_steps
         self.skipped_steps = 0  # steps skipped for a non-finite loss or gradient, over the whole run
         self.bad_streak = 0  # ... of which this many in a row, up to now
@@ -267,6 +269,9 @@ class AlphaModule(L.LightningModule):
         pass_k, distinct = self._metrics_for(stage, int(n.min()))
         pass_k.update(n, c)
         distinct.update(answers)
+        if self._diagnosed_task() is not None:
+            self._eval_samples.setdefault(stage, []).append(
+                (list(batch.problem_ids), list(batch.completions), batch.rewards.tolist()))
 
     def _eval_epoch_end(self, stage: str) -> None:
         if stage not in self._eval_metrics:
@@ -274,8 +279,40 @@ class AlphaModule(L.LightningModule):
         pass_k, distinct = self._eval_metrics.pop(stage)
         values = {f"{stage}/pass@{k}": v for k, v in pass_k.compute().items()}
         values[f"{stage}/distinct_correct"] = distinct.compute()
+        values.update({f"{stage}/{k}": v for k, v in self._task_metrics(stage).items()})
         values["step"] = float(self.global_step)  # Lightning would log eval at global_step - 1
         self.log_dict(values)
+
+    def _diagnosed_task(self):
+        """The run's task when it defines :meth:`~lit_alpha.tasks.base.Task.eval_metrics`, else None."""
+        task = getattr(getattr(self._trainer, "datamodule", None), "task", None) if self._trainer is not None else None
+        return task if task is not None and has_eval_metrics(task) else None
+
+    def _task_metrics(self, stage: str) -> dict[str, float]:
+        """The task's :meth:`~lit_alpha.tasks.base.Task.eval_metrics` over this evaluation's samples (gathered
+        from every rank); {} for tasks without it. A failing diagnostic is logged, never fatal."""
+        collected = self._eval_samples.pop(stage, [])
+        task = self._diagnosed_task()
+        if task is None:
+            return {}
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and self._world() > 1:
+            everyone: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(everyone, collected)
+            collected = [part for rank in everyone for part in rank]
+        per_problem: dict[str, tuple[list[str], list[float]]] = {}
+        for ids, texts, rewards in collected:
+            for pid, text, reward in zip(ids, texts, rewards):
+                texts_of, rewards_of = per_problem.setdefault(pid, ([], []))
+                texts_of.append(text)
+                rewards_of.append(reward)
+        try:
+            by_id = {str(r["id"]): r for r in task.problems(stage)}
+            pids = [pid for pid in per_problem if pid in by_id]
+            return {k: float(v) for k, v in task.eval_metrics(
+                [by_id[p] for p in pids], [per_problem[p][0] for p in pids], [per_problem[p][1] for p in pids]).items()}
+        except Exception as exc:  # noqa: BLE001 - a diagnostic must not end a run
+            log.warning("task.eval_metrics failed on %s: %s: %s", stage, type(exc).__name__, exc)
+            return {}
 
     def validation_step(self, batch: RolloutBatch, batch_idx: int) -> None:
         self._eval_step("val", batch)

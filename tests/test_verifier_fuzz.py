@@ -25,6 +25,7 @@ from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier
 from lit_alpha.verifiers.lean.verifier import LeanVerifier
 from lit_alpha.verifiers.math_answer import MathAnswerVerifier
 from lit_alpha.verifiers.prefixed import PrefixedVerifier
+from lit_alpha.verifiers.strategy import StrategyVerifier
 
 BOUND_S = 0.1  # per verdict; the Countdown verifier needs microseconds, this allows a loaded machine
 
@@ -79,7 +80,13 @@ own_task_records = st.one_of(
                     st.one_of(st.none(), st.text(max_size=5), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
                               st.lists(st.one_of(st.integers(-10**30, 10**30), st.text(max_size=3)), max_size=4))),
 )
-RECORDS = {CountdownVerifier: countdown_records, MathAnswerVerifier: math_records,
+strategy_records = st.one_of(
+    st.fixed_dictionaries({"id": st.just("p"), "digits": st.text("0123456789", min_size=1, max_size=8)}),
+    st.dictionaries(st.sampled_from(["digits", "accepted", "id"]),  # missing keys, wrong types, huge values
+                    st.one_of(st.none(), st.text(max_size=50), st.integers(-10**30, 10**30), st.floats(allow_nan=True),
+                              st.just("9" * 10**4), st.just("\u0663\u0664"), st.lists(st.text(max_size=3), max_size=3))),
+)
+RECORDS = {CountdownVerifier: countdown_records, StrategyVerifier: strategy_records, MathAnswerVerifier: math_records,
            LeanVerifier: lean_records, KiminaLeanVerifier: lean_records,  # LeanVerifier(): no project, no Lean
            LeanDojoVerifier: lean_dojo_records,  # rules-only path: no repo given, so the Dojo is never entered
            FunctionVerifier: own_task_records, PrefixedVerifier: countdown_records}
@@ -91,6 +98,7 @@ OWN_REWARD = str(Path(__file__).resolve().parents[1] / "examples/own_task/reward
 FACTORIES = {
     PrefixedVerifier: lambda: PrefixedVerifier(CountdownVerifier(), "<answer>"),  # ChatTask's prefill
     FunctionVerifier: lambda: FunctionVerifier(OWN_REWARD),
+    StrategyVerifier: lambda: StrategyVerifier("k", {"cpy": 0.5, "rev": 0.5, "neg": 0.5}),
     KiminaLeanVerifier: lambda: KiminaLeanVerifier(f"http://127.0.0.1:{_refusing.getsockname()[1]}", retries=0,
                                                    request_timeout_s=0.05),
 }
@@ -146,7 +154,8 @@ def test_fuzz_non_text_completions_and_records(cls, data):
 
 
 # a record of the verifier's own task, so the huge text reaches its parser (default: Countdown's)
-HUGE_RECORDS = {FunctionVerifier: {"prompt": "3 7 | 10 = ", "answer": 10, "numbers": [3, 7]}}
+HUGE_RECORDS = {FunctionVerifier: {"prompt": "3 7 | 10 = ", "answer": 10, "numbers": [3, 7]},
+                StrategyVerifier: {"id": "p", "digits": "48213"}}
 
 
 def test_huge_completions_stay_within_bound():

@@ -85,9 +85,10 @@ def write_table(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
 
 # -- sampling -----------------------------------------------------------------------------
 def evaluate_policy(rollout, records: Sequence[Mapping[str, Any]], n: int, split: str, eval_seed: int = 0,
-                    problems_per_batch: int = 1, log=None) -> list[dict[str, Any]]:
+                    problems_per_batch: int = 1, log=None, keep: list | None = None) -> list[dict[str, Any]]:
     """Sample ``n`` completions for each record (in batches of whole problems) with the rollout's policy
-    (a :class:`~lit_alpha.data.rollout.Rollout` with its models attached), verify them, return the rows."""
+    (a :class:`~lit_alpha.data.rollout.Rollout` with its models attached), verify them, return the rows.
+    ``keep``: a list that gets one ``(completions, rewards)`` pair per record (for ``Task.eval_metrics``)."""
     import torch
 
     from lit_alpha.data.rollout import split_key
@@ -108,6 +109,8 @@ def evaluate_policy(rollout, records: Sequence[Mapping[str, Any]], n: int, split
         for j, record in enumerate(chunk):
             sl = slice(j * n, (j + 1) * n)
             rows.append(problem_row(record, rewards[sl], answers[sl], reasons[sl], samples[sl]))
+            if keep is not None:
+                keep.append((list(batch.completions[sl]), rewards[sl]))
         if log is not None and (len(rows) % 25 < len(chunk) or len(rows) == len(records)):
             log(f"  {split}: {len(rows)}/{len(records)} problems, {time.perf_counter() - start:.0f}s")
     return rows

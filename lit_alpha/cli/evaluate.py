@@ -7,7 +7,9 @@ its per-problem table (:mod:`lit_alpha.analysis.evaluate`) logged into the run's
 Outputs: ``<out>/eval_<split>.jsonl`` (the table) and ``eval_<split>_summary.json``; when the config
 has an MLflow logger, both go to the run's ``eval/`` artifacts and the run gets the metrics
 ``eval/<split>/pass_at_<k>`` (k = 1, 2, 4, …, n), ``eval/<split>/distinct_correct``,
-``eval/<split>/{answer,correct}_{entropy,simpson}``. The command ends with a short table of the split
+``eval/<split>/{answer,correct}_{entropy,simpson}``, and the task's own diagnostics
+(:meth:`~lit_alpha.tasks.base.Task.eval_metrics`, e.g. ``eval/<split>/strategy/neg``) when it has them.
+The command ends with a short table of the split
 (and of the base model's evaluation of it, when the experiment has one).
 
 Which MLflow run: ``--run_id``; else the run that owns the checkpoint (``--ckpt_path last``: the
@@ -40,6 +42,7 @@ from lit_alpha.cli.run import Run, build_run, run_config_args
 from lit_alpha.errors import reported
 from lit_alpha.metrics.report import end_table
 from lit_alpha.metrics.target import target_divergences
+from lit_alpha.tasks.base import has_eval_metrics
 from lit_alpha.training.checkpoint import Resume, load_checkpoint
 from lit_alpha.training.tracking import flatten, normalize_tracking_uri
 
@@ -164,8 +167,9 @@ def _run_evaluation(args: argparse.Namespace, run: Run) -> int:
             if args.num_problems is not None:
                 records = records[: args.num_problems]
             t0 = time.perf_counter()
+            keep: list | None = [] if has_eval_metrics(dm.task) else None
             rows = evaluate_policy(rollout, records, args.n, split, args.eval_seed, args.problems_per_batch,
-                                   log=lambda m: print(m, file=sys.stderr))
+                                   log=lambda m: print(m, file=sys.stderr), keep=keep)
             target = _target_rows(args, client, settings, split, rows, ckpt)
             if target is not None:
                 alpha = args.alpha if args.alpha is not None else _run_alpha(module)
@@ -173,6 +177,9 @@ def _run_evaluation(args: argparse.Namespace, run: Run) -> int:
                 for row in rows:
                     row.update({col: None for col in TARGET_COLUMNS} | div.get(row["problem_id"], {}))
             summary = summarize(rows)
+            if keep is not None:  # the task's own diagnostics (Task.eval_metrics)
+                summary.update({k: float(v) for k, v in dm.task.eval_metrics(
+                    records, [c for c, _ in keep], [r for _, r in keep]).items()})
             tables.append(_end_table(split, summary, rows, None if target is rows else target,
                                      "base" if ckpt is None else f"step {step}"))
             info = {"split": split, "n": args.n, "eval_seed": args.eval_seed, "ckpt_path": ckpt, "step": step,

@@ -37,9 +37,9 @@ import numpy as np
 import torch
 
 from lit_alpha.metrics.pass_at_k import pass_at_k_per_problem
+from lit_alpha.models.tiny import BOS, EOS, PAD, UNK, build_char_tokenizer, build_tiny_llama, encode_batch  # noqa: F401
 from lit_alpha.tasks.countdown.task import CountdownTask, all_expressions, random_expression
 
-PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 ALPHABET = "0123456789 +-*/()|="
 """Every character a Countdown prompt or attempt uses; each is one token."""
 
@@ -52,58 +52,12 @@ EMBEDDED_DIR = Path(__file__).resolve().parents[2] / "assets" / "countdown-tiny"
 
 def build_tokenizer():
     """A char-level ``PreTrainedTokenizerFast`` over :data:`ALPHABET` plus pad/bos/eos/unk."""
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
-    specials = [PAD, BOS, EOS, UNK]
-    vocab = {t: i for i, t in enumerate(specials + list(ALPHABET))}
-    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
-    core.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")  # one char, one token
-    core.decoder = decoders.Fuse()  # join tokens with no separator
-    core.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        bos_token=BOS,
-        eos_token=EOS,
-        pad_token=PAD,
-        unk_token=UNK,
-        padding_side="left",  # decoder-only generation pads on the left
-        clean_up_tokenization_spaces=False,
-        model_max_length=64,
-    )
+    return build_char_tokenizer(ALPHABET, model_max_length=64)
 
 
 def build_model(tok, hidden: int, layers: int, heads: int, max_positions: int, seed: int):
-    """A tiny tied-embedding Llama whose special-token ids match ``tok``."""
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=hidden,
-        intermediate_size=4 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        max_position_embeddings=max_positions,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    torch.manual_seed(seed)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        do_sample=True,
-        temperature=1.0,
-        top_p=1.0,
-        max_new_tokens=32,
-    )
-    return model
+    """A tiny tied-embedding Llama whose special-token ids match ``tok`` (:func:`~lit_alpha.models.tiny.build_tiny_llama`)."""
+    return build_tiny_llama(tok, hidden, layers, heads, max_positions, seed, max_new_tokens=32)
 
 
 # --------------------------------------------------------------------------- data
@@ -138,20 +92,6 @@ def make_attempt(
         value, text = random_expression(tuple(numbers), rng)
         if value != target:
             return text
-
-
-def encode_batch(tok, prompts: list[str], attempts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Right-padded ``<bos> prompt attempt <eos>`` ids and labels (-100 except on attempt+eos)."""
-    p_ids = tok(prompts, add_special_tokens=True)["input_ids"]
-    a_ids = tok(attempts, add_special_tokens=False)["input_ids"]
-    seqs = [p + a + [tok.eos_token_id] for p, a in zip(p_ids, a_ids)]
-    width = max(map(len, seqs))
-    ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
-    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-    for i, (p, s) in enumerate(zip(p_ids, seqs)):
-        ids[i, : len(s)] = torch.tensor(s)
-        labels[i, len(p) : len(s)] = torch.tensor(s[len(p) :])
-    return ids, labels
 
 
 # --------------------------------------------------------------------------- evaluation
