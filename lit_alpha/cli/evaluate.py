@@ -145,8 +145,8 @@ def _run_evaluation(args: argparse.Namespace, run: Run) -> int:
         run_id = args.run_id or run_id
         if run_id is None:
             name = args.run_name or ("base" if ckpt is None else f"{stem}-eval")
-            run = client.create_run(exp_id, run_name=name, tags={KIND_TAG: "eval"})
-            run_id, created = run.info.run_id, True
+            mlflow_run = client.create_run(exp_id, run_name=name, tags={KIND_TAG: "eval"})
+            run_id, created = mlflow_run.info.run_id, True
             client.log_text(run_id, run.config_yaml(), "config.yaml")
             client.log_batch(run_id, params=[_param(k, v) for k, v in flatten(run.config.as_dict()).items()
                                              if not k.startswith("config")][:1000])
