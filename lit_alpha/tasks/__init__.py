@@ -6,5 +6,6 @@ from lit_alpha.tasks.countdown import CountdownTask
 from lit_alpha.tasks.lean import LeanTask
 from lit_alpha.tasks.math import MathTask
 from lit_alpha.tasks.prompts import PromptsTask
+from lit_alpha.tasks.countdown.steps import StepsTask
 
-__all__ = ["Task", "ChatTask", "CountdownTask", "LeanTask", "MathTask", "PromptsTask"]
+__all__ = ["Task", "ChatTask", "CountdownTask", "LeanTask", "MathTask", "PromptsTask", "StepsTask"]
