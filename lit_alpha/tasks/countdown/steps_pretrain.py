@@ -78,6 +78,7 @@ def pretrain_steps(
     minutes: float = 60.0,
     seed: int = 0,
     eval_samples: int = 64,
+    eval_problems: int = 200,
     eval_batch_prompts: int = 8,
     eval_every: int = 0,
     guesser_draws: int = 2000,
@@ -107,6 +108,7 @@ def pretrain_steps(
         minutes: wall-clock cap on the training loop (stops early, logged, if reached).
         seed: seeds the weights, the data stream (problems, plans, slips) and evaluation sampling.
         eval_samples: samples per VAL problem for the final pass@k (0 skips evaluation).
+        eval_problems: how many VAL problems (the first ones) the final evaluation uses.
         eval_batch_prompts: prompts per ``generate`` call during evaluation.
         eval_every: every this many steps, pass@1 on 50 VAL problems x 8 samples (0: never).
         guesser_draws: Monte-Carlo draws per VAL problem for the random guesser.
@@ -166,7 +168,7 @@ def pretrain_steps(
     if dtype != "float32":  # evaluate exactly the weights that are saved
         model.to(getattr(torch, dtype)).to(torch.float32)
     if eval_samples:
-        val = task.problems("val")
+        val = task.problems("val")[:eval_problems]
         t_eval = time.time()
         ks = tuple(k for k in (1, 8, 64, 256) if k <= eval_samples)
         info["val_model"] = evaluate_model(model, tok, task, val, eval_samples, eval_batch_prompts, seed,
