@@ -160,9 +160,12 @@ def encode_batch(tok, prompts: list[str], attempts: list[str]) -> tuple[torch.Te
 @torch.no_grad()
 def evaluate_model(
     model, tok, task: CountdownTask, records, n: int, batch_prompts: int, seed: int,
-    max_new_tokens: int = 32, ks: Sequence[int] = (1, 8, 64),
+    max_new_tokens: int = 32, ks: Sequence[int] = (1, 8, 64), on_samples: Callable | None = None,
 ) -> dict[str, float]:
-    """pass@k of ``n`` samples per record (T=1, top_p=1), checked by ``task.verifier``; prompts batched by length."""
+    """pass@k of ``n`` samples per record (T=1, top_p=1), checked by ``task.verifier``; prompts batched by length.
+
+    ``on_samples(record, texts, verdicts)``, when given, is called once per record with its ``n``
+    completions and their verdicts (for statistics beyond pass@k)."""
     model.eval()
     torch.manual_seed(seed)
     counts = {}
@@ -184,6 +187,8 @@ def evaluate_model(
             for i, r in enumerate(chunk):
                 verdicts = task.verifier.verify_batch([r] * n, texts[i * n : (i + 1) * n])
                 counts[r["id"]] = sum(v.correct for v in verdicts)
+                if on_samples is not None:
+                    on_samples(r, texts[i * n : (i + 1) * n], verdicts)
     c = list(counts.values())
     result = {f"pass@{k}": float(pass_at_k_per_problem([n] * len(c), c, k).mean()) for k in ks if k <= n}
     result["eos_rate"] = ended / (n * len(records))

@@ -18,7 +18,9 @@ guesser), saves the model, the tokenizer and ``training_info.json`` to ``out``.
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -55,6 +57,61 @@ def guesser_pass_at_k(task: StepsTask, records: Sequence, draws: int, seed: int,
     ps = np.array([np.mean([random_trace(r["numbers"], rng)[-1].c == r["target"] for _ in range(draws)])
                    for r in records])
     return {f"pass@{k}": float(np.mean(1 - (1 - ps) ** k)) for k in ks}
+
+
+def groups_with_two(n: int, c: int, g: int = 8) -> float:
+    """Probability that a group of ``g`` of a problem's ``n`` samples (``c`` correct), drawn without
+    replacement, holds at least 2 correct ones (unbiased for a fresh group of ``g`` samples)."""
+    if n < g:
+        raise ValueError(f"need n >= g, got n={n}, g={g}")
+    total = math.comb(n, g)
+    return 1.0 - (math.comb(n - c, g) + c * math.comb(n - c, g - 1)) / total
+
+
+def base_statistics(model, tok, task: StepsTask, records: Sequence, n: int, seed: int, max_new_tokens: int = 48,
+                    batch_prompts: int = 8) -> dict:
+    """The calibration statistics of a base on ``records`` with ``n`` samples each (T=1, top_p=1).
+
+    Args:
+        model: the causal LM (its mode is restored to train after sampling).
+        tok: its tokenizer.
+        task: the step-Countdown task (prompt format and verifier).
+        records: the problems (e.g. the 200 VAL problems).
+        n: samples per problem (>= 8).
+        seed: the sampling seed (``torch.manual_seed``).
+        max_new_tokens: generation length.
+        batch_prompts: prompts per ``generate`` call.
+
+    Returns:
+        ``pass@k`` for k in 1, 8, 64, 256 (those <= n, unbiased); ``groups8_ge2``: the mean over problems
+        of the chance that a group of 8 samples holds >= 2 correct; ``by_count``: pass@1 and pass@n per
+        number count; ``reasons``: share of each verdict reason; ``eos_rate``; and
+        :meth:`StepsTask.eval_metrics` (``slip_rate``, ``steps_per_sample``, ``distinct_plans``).
+    """
+    from lit_alpha.metrics.pass_at_k import pass_at_k_per_problem
+
+    seen: dict[str, tuple] = {}
+
+    def keep(record, texts, verdicts):
+        seen[record["id"]] = (record, texts, [v.score for v in verdicts], [v.reason for v in verdicts])
+
+    ks = tuple(k for k in (1, 8, 64, 256) if k <= n)
+    result = evaluate_model(model, tok, task, records, n, batch_prompts, seed, max_new_tokens=max_new_tokens,
+                            ks=ks, on_samples=keep)
+    rows = [seen[r["id"]] for r in records]
+    counts = [sum(score > 0 for score in row[2]) for row in rows]
+    result["groups8_ge2"] = float(np.mean([groups_with_two(n, c) for c in counts]))
+    by_count = {}
+    for size in sorted({len(r["numbers"]) for r in records}):
+        c = [ci for ci, r in zip(counts, records) if len(r["numbers"]) == size]
+        by_count[str(size)] = {"problems": len(c),
+                               "pass@1": float(pass_at_k_per_problem([n] * len(c), c, 1).mean()),
+                               f"pass@{n}": float(pass_at_k_per_problem([n] * len(c), c, n).mean())}
+    result["by_count"] = by_count
+    reasons = Counter(reason.split(":")[0] for row in rows for reason in row[3])
+    result["reasons"] = {k: v / (n * len(rows)) for k, v in reasons.most_common()}
+    result.update(task.eval_metrics([row[0] for row in rows], [row[1] for row in rows], [row[2] for row in rows]))
+    return result
 
 
 def pretrain_steps(
@@ -107,7 +164,8 @@ def pretrain_steps(
         max_new_tokens: generation length of the evaluation and of the saved generation config.
         minutes: wall-clock cap on the training loop (stops early, logged, if reached).
         seed: seeds the weights, the data stream (problems, plans, slips) and evaluation sampling.
-        eval_samples: samples per VAL problem for the final pass@k (0 skips evaluation).
+        eval_samples: samples per VAL problem for the final statistics (:func:`base_statistics`, sampling
+            seed ``seed + 1000``, fresh: no training stream uses it; 0 skips evaluation; >= 8).
         eval_problems: how many VAL problems (the first ones) the final evaluation uses.
         eval_batch_prompts: prompts per ``generate`` call during evaluation.
         eval_every: every this many steps, pass@1 on 50 VAL problems x 8 samples (0: never).
@@ -171,8 +229,8 @@ def pretrain_steps(
         val = task.problems("val")[:eval_problems]
         t_eval = time.time()
         ks = tuple(k for k in (1, 8, 64, 256) if k <= eval_samples)
-        info["val_model"] = evaluate_model(model, tok, task, val, eval_samples, eval_batch_prompts, seed,
-                                           max_new_tokens=max_new_tokens, ks=ks)
+        info["val_model"] = base_statistics(model, tok, task, val, eval_samples, seed + 1000,
+                                            max_new_tokens, eval_batch_prompts)
         info["eval_s"] = round(time.time() - t_eval, 1)
         info["val_guesser"] = guesser_pass_at_k(task, val, guesser_draws, seed, ks)
         info["eval_protocol"] = (
