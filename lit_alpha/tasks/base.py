@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -27,3 +27,14 @@ class Task:
     def prompt(self, record: Record) -> str:
         """The text the model continues."""
         raise NotImplementedError
+
+    def eval_metrics(self, records: Sequence[Record], completions: Sequence[Sequence[str]],
+                     rewards: Sequence[Sequence[float]]) -> dict[str, float]:
+        """Task-specific diagnostics of one evaluation (none by default).
+
+        Args:
+            records: the problems evaluated.
+            completions: per problem, its sampled completions (texts).
+            rewards: per problem, the reward of each completion.
+        """
+        return {}
