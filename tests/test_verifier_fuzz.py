@@ -25,6 +25,7 @@ from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier
 from lit_alpha.verifiers.lean.verifier import LeanVerifier
 from lit_alpha.verifiers.math_answer import MathAnswerVerifier
 from lit_alpha.verifiers.prefixed import PrefixedVerifier
+from lit_alpha.verifiers.steps import StepsVerifier
 from lit_alpha.verifiers.strategy import StrategyVerifier
 
 BOUND_S = 0.1  # per verdict; the Countdown verifier needs microseconds, this allows a loaded machine
@@ -89,7 +90,8 @@ strategy_records = st.one_of(
 RECORDS = {CountdownVerifier: countdown_records, StrategyVerifier: strategy_records, MathAnswerVerifier: math_records,
            LeanVerifier: lean_records, KiminaLeanVerifier: lean_records,  # LeanVerifier(): no project, no Lean
            LeanDojoVerifier: lean_dojo_records,  # rules-only path: no repo given, so the Dojo is never entered
-           FunctionVerifier: own_task_records, PrefixedVerifier: countdown_records}
+           FunctionVerifier: own_task_records, PrefixedVerifier: countdown_records,
+           StepsVerifier: countdown_records}  # step-Countdown records have Countdown's shape
 
 # verifiers that need arguments to run here; the rest are built with cls()
 _refusing = socket.socket()  # a bound, never-listening loopback port: connections are refused at once

@@ -11,10 +11,12 @@ from lit_alpha.analysis.sweep import sweep
 from lit_alpha.cli.commands import parse_command
 from lit_alpha.models.convert import convert_command
 from lit_alpha.tasks.countdown.pretrain import pretrain as pretrain_countdown
+from lit_alpha.tasks.countdown.steps_pretrain import pretrain_steps
 from lit_alpha.tasks.strategy.pretrain import pretrain as pretrain_strategy
 
 #: ``python -m lit_alpha pretrain [BENCHMARK] ...``: the benchmark's pretraining function (default first)
-PRETRAIN: dict[str, Callable[..., object]] = {"countdown": pretrain_countdown, "strategy": pretrain_strategy}
+PRETRAIN: dict[str, Callable[..., object]] = {"countdown": pretrain_countdown, "strategy": pretrain_strategy,
+                                               "steps": pretrain_steps}
 
 
 def sweep_main(argv: Sequence[str] | None = None) -> int:

@@ -19,7 +19,8 @@ import torch
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 EMBEDDED = {"countdown-tiny": ASSETS / "countdown-tiny", "countdown5-tiny": ASSETS / "countdown5-tiny",
-            "strategy-tiny": ASSETS / "strategy-tiny"}
+            "strategy-tiny": ASSETS / "strategy-tiny",
+            "steps-tiny": ASSETS / "steps-tiny", "steps-tiny-noslip": ASSETS / "steps-tiny-noslip"}
 
 
 def resolve_model_path(name_or_path: str) -> str:

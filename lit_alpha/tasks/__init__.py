@@ -6,6 +6,7 @@ from lit_alpha.tasks.countdown import CountdownTask
 from lit_alpha.tasks.lean import LeanTask
 from lit_alpha.tasks.math import MathTask
 from lit_alpha.tasks.prompts import PromptsTask
+from lit_alpha.tasks.countdown.steps import StepsTask
 from lit_alpha.tasks.strategy import StrategyTask
 
-__all__ = ["Task", "ChatTask", "CountdownTask", "LeanTask", "MathTask", "PromptsTask", "StrategyTask"]
+__all__ = ["Task", "ChatTask", "CountdownTask", "LeanTask", "MathTask", "PromptsTask", "StepsTask", "StrategyTask"]

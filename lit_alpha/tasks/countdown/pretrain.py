@@ -31,7 +31,7 @@ import sys
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 import torch
@@ -50,9 +50,10 @@ EMBEDDED_DIR = Path(__file__).resolve().parents[2] / "assets" / "countdown-tiny"
 # --------------------------------------------------------------------------- tokenizer and model
 
 
-def build_tokenizer():
-    """A char-level ``PreTrainedTokenizerFast`` over :data:`ALPHABET` plus pad/bos/eos/unk."""
-    return build_char_tokenizer(ALPHABET, model_max_length=64)
+def build_tokenizer(max_length: int = 64):
+    """A char-level ``PreTrainedTokenizerFast`` over :data:`ALPHABET` plus pad/bos/eos/unk
+    (``max_length``: its ``model_max_length``)."""
+    return build_char_tokenizer(ALPHABET, model_max_length=max_length)
 
 
 def build_model(tok, hidden: int, layers: int, heads: int, max_positions: int, seed: int):
@@ -99,9 +100,12 @@ def make_attempt(
 @torch.no_grad()
 def evaluate_model(
     model, tok, task: CountdownTask, records, n: int, batch_prompts: int, seed: int,
-    max_new_tokens: int = 32, ks: Sequence[int] = (1, 8, 64),
+    max_new_tokens: int = 32, ks: Sequence[int] = (1, 8, 64), on_samples: Callable | None = None,
 ) -> dict[str, float]:
-    """pass@k of ``n`` samples per record (T=1, top_p=1), checked by ``task.verifier``; prompts batched by length."""
+    """pass@k of ``n`` samples per record (T=1, top_p=1), checked by ``task.verifier``; prompts batched by length.
+
+    ``on_samples(record, texts, verdicts)``, when given, is called once per record with its ``n``
+    completions and their verdicts (for statistics beyond pass@k)."""
     model.eval()
     torch.manual_seed(seed)
     counts = {}
@@ -123,6 +127,8 @@ def evaluate_model(
             for i, r in enumerate(chunk):
                 verdicts = task.verifier.verify_batch([r] * n, texts[i * n : (i + 1) * n])
                 counts[r["id"]] = sum(v.correct for v in verdicts)
+                if on_samples is not None:
+                    on_samples(r, texts[i * n : (i + 1) * n], verdicts)
     c = list(counts.values())
     result = {f"pass@{k}": float(pass_at_k_per_problem([n] * len(c), c, k).mean()) for k in ks if k <= n}
     result["eos_rate"] = ended / (n * len(records))
@@ -139,6 +145,67 @@ def evaluate_guesser(records, draws: int, seed: int, ks: Sequence[int] = (1, 8, 
         ps.append(np.mean([random_expression(nums, rng)[0] == r["target"] for _ in range(draws)]))
     ps = np.array(ps)
     return {f"pass@{k}": float(np.mean(1 - (1 - ps) ** k)) for k in ks}
+
+
+# --------------------------------------------------------------------------- the training loop
+
+
+def train_lm(
+    model, tok, next_batch: Callable[[], tuple[list[str], list[str]]], *, steps: int, lr: float,
+    warmup: int, weight_decay: float, minutes: float, eval_every: int = 0,
+    quick_eval: Callable[[], dict[str, float]] | None = None,
+) -> tuple[list[float], list[dict], int]:
+    """Pretrain ``model`` on ``<bos> prompt completion <eos>`` batches (loss on completion and eos).
+
+    AdamW (betas 0.9/0.98), linear warm-up then cosine decay over ``steps``, gradient clipping at 1.0.
+
+    Args:
+        model: the causal LM to train (in place).
+        tok: its tokenizer (:func:`build_tokenizer`).
+        next_batch: returns the next ``(prompts, completions)`` batch (its own random stream).
+        steps: optimizer steps (the cosine schedule length).
+        lr: peak learning rate.
+        warmup: linear warm-up steps.
+        weight_decay: AdamW weight decay.
+        minutes: wall-clock cap; training stops early (logged on stderr) when reached.
+        eval_every: every this many steps, ``quick_eval()`` is called and recorded (0: never).
+        quick_eval: the periodic evaluation.
+
+    Returns:
+        ``(losses, history, steps_done)``: the loss of every step, the periodic evaluations
+        (``{"step": s, **quick_eval()}``), and the number of steps done.
+    """
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: min(1.0, (s + 1) / max(1, warmup))
+        * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))),
+    )
+    model.train()
+    t_train = time.time()
+    losses: list[float] = []
+    history = []
+    step = 0
+    for step in range(1, steps + 1):
+        prompts, texts = next_batch()
+        ids, labels = encode_batch(tok, prompts, texts)
+        loss = model(input_ids=ids, labels=labels).loss  # right padding + causal mask: no attention mask
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0 or step == steps:
+            print(f"step {step} loss {np.mean(losses[-50:]):.4f} ({time.time() - t_train:.0f}s)", flush=True)
+        if eval_every and quick_eval is not None and step % eval_every == 0:
+            quick = quick_eval()
+            history.append({"step": step, **quick})
+            print(f"  quick val {quick}", flush=True)
+        if time.time() - t_train > 60 * minutes:
+            print(f"stopping at step {step}: {minutes} minute cap reached", file=sys.stderr, flush=True)
+            break
+    return losses, history, step
 
 
 # --------------------------------------------------------------------------- the script
@@ -230,18 +297,8 @@ def pretrain(
     print(f"solution table: {len(table)} train multisets in {t_table:.0f}s", flush=True)
 
     rng = np.random.default_rng([seed, 1])
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt,
-        lambda s: min(1.0, (s + 1) / max(1, warmup))
-        * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))),
-    )
-    model.train()
-    t_train = time.time()
-    losses: list[float] = []
-    history = []
-    step = 0
-    for step in range(1, steps + 1):
+
+    def next_batch() -> tuple[list[str], list[str]]:
         if attempts == "sampled":
             pairs = [task.sample_solved("train", 0, rng) for _ in range(batch_size)]
             recs = [r for r, _ in pairs]
@@ -250,24 +307,15 @@ def pretrain(
         else:
             recs = [task.sample_train(rng) for _ in range(batch_size)]
             texts = [make_attempt(r["numbers"], r["target"], table, rng, p_correct) for r in recs]
-        prompts = [task.prompt(r) for r in recs]
-        ids, labels = encode_batch(tok, prompts, texts)
-        loss = model(input_ids=ids, labels=labels).loss  # right padding + causal mask: no attention mask
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 50 == 0 or step == steps:
-            print(f"step {step} loss {np.mean(losses[-50:]):.4f} ({time.time() - t_train:.0f}s)", flush=True)
-        if eval_every and step % eval_every == 0:
-            quick = evaluate_model(model, tok, task, task.problems("val")[:50], 8, 50, seed)
-            history.append({"step": step, **quick})
-            print(f"  quick val {quick}", flush=True)
-        if time.time() - t_train > 60 * minutes:
-            print(f"stopping at step {step}: {minutes} minute cap reached", file=sys.stderr, flush=True)
-            break
+        return [task.prompt(r) for r in recs], texts
+
+    def quick_eval() -> dict[str, float]:
+        return evaluate_model(model, tok, task, task.problems("val")[:50], 8, 50, seed)
+
+    t_train = time.time()
+    losses, history, step = train_lm(model, tok, next_batch, steps=steps, lr=lr, warmup=warmup,
+                                     weight_decay=weight_decay, minutes=minutes, eval_every=eval_every,
+                                     quick_eval=quick_eval)
     train_s = time.time() - t_train
 
     info: dict = {
