@@ -64,7 +64,8 @@ class AlphaModule(L.LightningModule):
     """Fine-tune a Hugging Face causal LM with a pluggable objective.
 
     Args:
-        model: a local model directory, a hub id, or an embedded model name (``countdown-tiny``).
+        model: a local model directory, a hub id, or an embedded model name (``strategy-tiny``, the
+            default benchmark's base; ``countdown5-tiny``, ``countdown-tiny``).
         objective: the loss (``class_path`` + ``init_args`` in YAML).
         lr: AdamW learning rate after warm-up.
         weight_decay: AdamW weight decay.
@@ -83,7 +84,7 @@ class AlphaModule(L.LightningModule):
 
     def __init__(
         self,
-        model: str = "countdown5-tiny",
+        model: str = "strategy-tiny",
         objective: Objective = lazy_instance(AlphaDPG),
         lr: float = 3e-4,
         weight_decay: float = 0.0,

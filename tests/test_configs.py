@@ -63,7 +63,7 @@ def test_every_method_config_has_the_base_budget(path: Path) -> None:
     method = resolve("--config", str(path))
     differ = {k for k in set(base) | set(method) if base.get(k, "<unset>") != method.get(k, "<unset>")}
     assert {k for k in differ if not k.startswith(MAY_DIFFER)} == set()
-    assert method["model.objective.init_args.normalizer"] == base["data.max_new_tokens"] == 32
+    assert method["model.objective.init_args.normalizer"] == base["data.max_new_tokens"] == 12  # the strategy benchmark
     assert method["model.objective.class_path"].startswith("lit_alpha.objectives.")
 
 
@@ -86,8 +86,20 @@ def test_the_code_defaults_are_the_default_benchmark() -> None:
     base = resolve("--config", str(REPO / "configs/base.yaml"))
     differ = {k for k in set(bare) | set(base) if bare.get(k, "<unset>") != base.get(k, "<unset>")}
     assert differ <= {"seed_everything", "model.num_threads", "config", "trainer.logger.init_args.run_name"}, differ
-    assert base["data.task.class_path"] == "lit_alpha.tasks.CountdownTask"
-    assert (base["data.task.init_args.n_numbers"], base["model.model"]) == (5, "countdown5-tiny")
+    assert base["data.task.class_path"] == "lit_alpha.tasks.StrategyTask"
+    assert (base["data.task.init_args.reveal"], base["model.model"]) == (False, "strategy-tiny")
+
+
+@pytest.mark.parametrize("task", ["strategy/task", "strategy/control", "countdown5/task", "steps/task"])
+def test_a_benchmark_file_over_a_method_config(task: str) -> None:
+    """A benchmark folder's task.yaml, given after a method config, changes only the benchmark."""
+    method = resolve("--config", str(REPO / "configs/a05.yaml"))
+    both = resolve("--config", str(REPO / "configs/a05.yaml"), "--config", str(REPO / f"configs/{task}.yaml"))
+    differ = {k for k in set(method) | set(both) if method.get(k, "<unset>") != both.get(k, "<unset>")}
+    allowed = ("data.task", "model.model", "data.max_new_tokens", "model.objective.init_args.normalizer",
+               "trainer.logger.init_args.experiment_name", "config")
+    assert {k for k in differ if not k.startswith(allowed)} == set(), differ
+    assert both["model.objective.init_args.normalizer"] == both["data.max_new_tokens"]
 
 
 BUDGET = {k: v for k, v in TRAINER_DEFAULTS.items() if k not in ("logger", "default_root_dir")}

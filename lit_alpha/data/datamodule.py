@@ -37,7 +37,7 @@ from lit_alpha.training.precision import rollout_context
 from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.sampling.hf import HFSampler
 from lit_alpha.tasks.base import Record, Task
-from lit_alpha.tasks.countdown import CountdownTask
+from lit_alpha.tasks.strategy import StrategyTask
 from lit_alpha.verifiers.guarded import GuardedVerifier
 
 
@@ -87,7 +87,7 @@ class RolloutDataModule(L.LightningDataModule):
     """Fresh on-policy batches for training; many samples per held-out problem for evaluation.
 
     Args:
-        task: the problems, prompt format and verifier.
+        task: the problems, prompt format and verifier (default: the strategy benchmark, docs/benchmarks/strategy.md).
         prompts_per_step: prompts drawn per optimizer step (B), over all processes together: with W
             processes (``trainer.devices`` x ``trainer.num_nodes``) each samples and trains B/W of them,
             so B must be divisible by W.
@@ -96,7 +96,7 @@ class RolloutDataModule(L.LightningDataModule):
         eval_prompts_per_batch: held-out problems per evaluation batch (on each process).
         temperature: sampling temperature (training and evaluation).
         top_p: nucleus sampling mass (training and evaluation).
-        max_new_tokens: completion budget in tokens.
+        max_new_tokens: completion budget in tokens (also the loss normaliser C of the method configs).
         sampler: the sampler implementation (HF generate-style on CPU; vLLM on GPU).
         seed: seeds prompt order and sampling.
         offline: train on π_base samples drawn once and cached (offline RFT, see
@@ -112,14 +112,14 @@ class RolloutDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        task: Task = lazy_instance(CountdownTask),
+        task: Task = lazy_instance(StrategyTask),
         prompts_per_step: int = 32,
         n_samples: int = 8,
         val_samples: int = 64,
         eval_prompts_per_batch: int = 50,
         temperature: float = 1.0,
         top_p: float = 1.0,
-        max_new_tokens: int = 32,
+        max_new_tokens: int = 12,
         sampler: Sampler = lazy_instance(HFSampler),
         seed: int = 0,
         offline: OfflineRFT | None = None,
