@@ -39,22 +39,25 @@ SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
 # -- seeding: one place for every key -----------------------------------------------------
-# Every random draw of a run is keyed here, and each key is built from exactly the inputs listed; no
-# other setting (the method, an objective's hyper-parameter, the sizes of other streams, how many
-# evaluation problems come before or after) reaches a key. tests/test_seeding.py holds each stream to
-# this list, both ways: changing a listed input changes the draw, changing anything else does not.
+# Every random draw of a run is keyed here, each key built from exactly the inputs listed; no other
+# setting (the method, an objective's hyper-parameter, the sizes of the other streams, what was drawn
+# before, how many evaluation problems follow) reaches a key. tests/test_seeding.py holds each stream
+# to this table both ways: changing a listed input changes the draw, changing anything else does not.
 #
-# | stream                         | key                                    | depends on                          |
-# |--------------------------------|----------------------------------------|-------------------------------------|
-# | training prompts of a step     | prompt_key(seed, step)                 | data.seed, step (never the rank)    |
-# | policy samples of a step       | train_key(seed, step, rank, world)     | data.seed, step; rank when world > 1|
-# | π_base samples (mixture, K)    | base_sample_key(seed, step, rank, world)| as the policy samples, own stream  |
-# | offline-RFT cache of a step    | offline_key(seed, step)                | data.seed, step (all of its prompts)|
-# | validation/test batch i of fit | eval_key(seed, i)                      | data.seed, batch index i            |
-# | `evaluate` batch b of a split  | split_key(eval_seed, split, b)         | --eval_seed, split, batch index b   |
+# | stream                          | key                                      | depends on                       |
+# |---------------------------------|------------------------------------------|----------------------------------|
+# | training prompts of a step      | prompt_key(seed, step)                   | data.seed, step (not the rank)   |
+# | policy samples of a step        | train_key(seed, step, rank, world)       | data.seed, step; rank if world>1 |
+# | π_base samples (mixture, K)     | base_sample_key(seed, step, rank, world) | as the policy samples; own stream|
+# | offline-RFT cache of a step     | offline_key(seed, step)                  | data.seed, step (not the rank)   |
+# | validation/test batch i of fit  | eval_key(seed, i)                        | data.seed, batch index i         |
+# | `evaluate` batch b of a split   | split_key(eval_seed, split, b)           | --eval_seed, split, batch index b|
 #
-# The evaluation problems themselves are the task's (e.g. CountdownTask: ``(task seed, split)``, problem
-# i independent of how many follow it); the torch global RNG (dropout) is checkpointed by the module.
+# A key is a numpy SeedSequence entropy, which pads with zeros: rank 0 of W processes draws what a single
+# process draws (the world size itself is no input). Two streams share numbers only where their keys coincide: `evaluate` on val with --eval_seed equal to
+# data.seed draws fit's validation batch b's numbers, and on train the single-process step b's. The
+# evaluation problems are the task's own (CountdownTask: task seed and split, problem i independent of
+# how many follow it); the torch global RNG (dropout) is saved in checkpoints by the module.
 def prompt_key(seed: int, step: int) -> list[int]:
     """Seed key of training step ``step``'s prompts (a numpy generator): ``(seed, step)``, the same on every
     process (each takes its share of one list) and in the offline cache."""

@@ -177,6 +177,17 @@ class Resume:
     step: int | None
 
 
+def _checkpoint_step(path: Path) -> int | None:
+    """``global_step`` stored in the checkpoint at ``path`` (memory-mapped, nothing else read); None if
+    the file cannot be read."""
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+    except Exception:
+        return None
+
+
 _STEP_NAME = re.compile(r"^step=(\d+)(?:-v\d+)?\.ckpt$")
 
 
