@@ -3,7 +3,8 @@ that cover its module; a mutant that no test notices ("survived") marks a gap in
 
     python scripts/mutate.py                      # every configured module (about an hour on 2 cores)
     python scripts/mutate.py --modules objectives/grpo.py,metrics/pass_at_k.py
-    python scripts/mutate.py --resume mutants.json  # skip the mutants already in the results file
+    python scripts/mutate.py --resume             # skip the mutants already in the results file (--out)
+    python scripts/mutate.py --recheck            # ... and run its survivors again (after adding tests)
     python scripts/mutate.py --list               # the mutants, without running anything
 
 Configuration: ``[tool.lit_alpha.mutate]`` in ``pyproject.toml``: ``seed``, ``max_per_module`` (a seeded
@@ -37,6 +38,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -248,21 +250,26 @@ def run_tests(work: Path, tests: list[str], timeout: float) -> tuple[str, float]
     """``pytest -x -q`` on ``tests`` in ``work``: ('pass' | 'fail' | 'timeout', seconds)."""
     env = {**os.environ, "PYTHONPATH": str(work), "PYTHONDONTWRITEBYTECODE": "1"}
     t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
+                            cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
     try:
-        proc = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *tests],
-                              cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=timeout, start_new_session=True)
+        code = proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         return "timeout", time.perf_counter() - t0
-    return ("pass" if proc.returncode == 0 else "fail"), time.perf_counter() - t0
+    finally:  # a timeout, or this script interrupted: the tests' whole process group goes too
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return ("pass" if code == 0 else "fail"), time.perf_counter() - t0
 
 
 def check_module(spec: dict, cfg: dict, results: dict[str, dict], equivalent: dict, out: Path,
-                 listing: bool = False) -> list[Mutant]:
+                 listing: bool = False, max_per_module: int | None = None) -> list[Mutant]:
     rel = f"lit_alpha/{spec['path']}"
     mutants = find_mutants(ROOT / rel, rel, spec.get("functions"))
     total = len(mutants)
-    limit = int(spec.get("max_mutants", cfg.get("max_per_module", 30)))
+    limit = int(spec.get("max_mutants", cfg.get("max_per_module", 30)) if max_per_module is None else max_per_module)
     if total > limit:  # a seeded sample, in source order
         rng = random.Random(f"{cfg.get('seed', 0)}:{rel}")
         mutants = sorted(rng.sample(mutants, limit), key=lambda m: m.index)
@@ -338,7 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modules", default="", help="comma-separated paths under lit_alpha/ (default: all configured)")
     parser.add_argument("--out", default="mutants.json", help="results file (JSON), written as mutants finish")
     parser.add_argument("--resume", action="store_true", help="skip the mutants already in --out")
+    parser.add_argument("--recheck", action="store_true",
+                        help="with --resume: run the survivors in --out again (after adding tests)")
     parser.add_argument("--list", action="store_true", help="list the mutants only")
+    parser.add_argument("--max-per-module", type=int, default=None,
+                        help="sample at most this many mutants per module (default: the configuration's)")
     args = parser.parse_args(argv)
     cfg = load_config()
     wanted = [m.strip() for m in args.modules.split(",") if m.strip()]
@@ -347,9 +358,13 @@ def main(argv: list[str] | None = None) -> int:
         missing = set(wanted) - {s["path"] for s in specs}
         parser.error(f"not configured in [tool.lit_alpha.mutate]: {', '.join(sorted(missing))}")
     out = Path(args.out)
-    results = json.loads(out.read_text()) if args.resume and out.exists() else {}
+    results = json.loads(out.read_text()) if (args.resume or args.recheck) and out.exists() else {}
+    if args.recheck:
+        results = {k: v for k, v in results.items() if v["status"] != "survived"}
     equivalent = load_equivalent()
-    by_module = {f"lit_alpha/{s['path']}": check_module(s, cfg, results, equivalent, out, args.list) for s in specs}
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # kill PID: clean up the copy and the tests
+    by_module = {f"lit_alpha/{s['path']}": check_module(s, cfg, results, equivalent, out, args.list,
+                                                        args.max_per_module) for s in specs}
     if args.list:
         return 0
     score = report(by_module)

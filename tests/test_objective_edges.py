@@ -1,0 +1,92 @@
+"""Edges of the objectives that the golden-value tests do not reach: the range checks of their
+hyper-parameters, groups of two, the mixture proposal at α = 1 and with every sample from π_base.
+(Each was a surviving mutant of ``scripts/mutate.py``.)"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lit_alpha.batch import ObjectiveInputs
+from lit_alpha.objectives import GRPO, AlphaDPG
+from lit_alpha.objectives.schedule import Linear
+
+E = math.exp
+
+
+def seq_inputs(lp, lp_base, rewards, group_size, from_base=None) -> ObjectiveInputs:
+    """One token per sample, so the sequence log-probs are the given numbers."""
+    t = torch.tensor(lp, dtype=torch.float32)[:, None].requires_grad_(True)  # [N, 1]
+    n = t.shape[0]
+    return ObjectiveInputs(
+        logprobs=t, old_logprobs=t.detach().clone(),
+        base_logprobs=torch.tensor(lp_base, dtype=torch.float32)[:, None], mask=torch.ones(n, 1),
+        rewards=torch.tensor(rewards, dtype=torch.float32),
+        group_ids=torch.arange(n // group_size).repeat_interleave(group_size),
+        from_base=None if from_base is None else torch.tensor(from_base),
+    )
+
+
+# -- range checks ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("alpha", [Linear(0.5, 1.5, steps=10), Linear(-0.5, 0.5, steps=10), 1.5, -0.1, math.nan])
+def test_alpha_dpg_rejects_an_alpha_outside_0_1_at_either_end(alpha) -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        AlphaDPG(alpha=alpha)
+
+
+def test_alpha_dpg_accepts_the_closed_interval() -> None:
+    for alpha in (0.0, 1.0, Linear(0.0, 1.0, steps=10)):
+        AlphaDPG(alpha=alpha)
+
+
+@pytest.mark.parametrize("kwargs", [{"clip_eps": 0.0}, {"clip_eps": 1.0}, {"clip_eps": 1.5}, {"clip_eps": -0.1},
+                                    {"clip_eps_high": 0.0}, {"clip_eps_high": -1.0}, {"beta": -0.1}])
+def test_grpo_rejects_out_of_range_settings(kwargs) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        GRPO(**kwargs)
+
+
+def test_grpo_accepts_the_open_interval() -> None:
+    assert GRPO(clip_eps=0.999, clip_eps_high=0.001).clip_eps_high == 0.001
+    assert GRPO(clip_eps=0.001).clip_eps_high == 0.001
+
+
+# -- GRPO's std normalisation on the smallest group ------------------------------------------------
+def test_grpo_std_normalises_a_group_of_two() -> None:
+    # rewards [1, 0]: mean 1/2, sample std (n − 1) = √½; A = ±½ / (√½ + 1e-4)
+    inputs = seq_inputs([-1.0, -1.0], [-1.0, -1.0], [1, 0], 2)
+    adv, _ = GRPO(std_normalize=True).advantages(inputs)
+    want = 0.5 / (math.sqrt(0.5) + 1e-4)
+    assert adv.tolist() == pytest.approx([want, -want], rel=1e-6)
+    one = seq_inputs([-1.0], [-1.0], [1], 1)  # a group of one: no spread, advantage 0 (no NaN)
+    assert GRPO(std_normalize=True).advantages(one)[0].tolist() == [0.0]
+
+
+# -- the mixture proposal's edges --------------------------------------------------------------------
+def test_mixture_proposal_of_only_base_or_only_policy_samples() -> None:
+    lp, lp_base = torch.tensor([-1.0, -2.0], dtype=torch.float64), torch.tensor([-3.0, -4.0], dtype=torch.float64)
+    only_base = seq_inputs([-1.0, -2.0], [-3.0, -4.0], [1, 1], 2, from_base=[True, True])  # λ = 0: q = π_base
+    assert torch.equal(AlphaDPG._log_proposal(only_base, lp, lp_base), lp_base)
+    only_policy = seq_inputs([-1.0, -2.0], [-3.0, -4.0], [1, 1], 2, from_base=[False, False])  # λ = 1: q = π_θ
+    assert torch.equal(AlphaDPG._log_proposal(only_policy, lp, lp_base), lp)
+
+
+def test_mixture_at_alpha_1_is_finite_with_wrong_samples() -> None:
+    # α = 1 (released): S = ρ·(1[v>0] − 1): 0 for a correct sample, −ρ for a wrong one (its x = −∞)
+    inputs = seq_inputs([-1.0, -2.0, -1.0, -1.0], [-1.0, -1.0, -1.0, -1.0], [1, 0, 1, 1], 2,
+                        from_base=[False, True, False, True])
+    s, hits, _ = AlphaDPG(alpha=1.0).mixture_pseudo_rewards(inputs)
+    rho1 = E(-2) / (0.5 * E(-2) + 0.5 * E(-1))
+    assert torch.isfinite(s).all() and not hits.any()
+    assert s.tolist() == pytest.approx([0.0, -rho1, 0.0, 0.0], abs=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 1.0])
+def test_mixture_with_amari_scale_is_refused(alpha) -> None:
+    inputs = seq_inputs([-1.0, -2.0], [-1.0, -1.0], [1, 0], 2, from_base=[False, True])
+    with pytest.raises(ValueError, match="scale amari"):
+        AlphaDPG(alpha=alpha, scale="amari").mixture_pseudo_rewards(inputs)
+    s, _, _ = AlphaDPG(alpha=alpha, scale="released").mixture_pseudo_rewards(inputs)
+    assert torch.isfinite(s).all()
