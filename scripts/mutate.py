@@ -359,8 +359,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not configured in [tool.lit_alpha.mutate]: {', '.join(sorted(missing))}")
     out = Path(args.out)
     results = json.loads(out.read_text()) if (args.resume or args.recheck) and out.exists() else {}
-    if args.recheck:
-        results = {k: v for k, v in results.items() if v["status"] != "survived"}
+    if args.recheck:  # the selected modules' survivors run again; everything else is kept as it was
+        chosen = {f"lit_alpha/{s['path']}" for s in specs}
+        results = {k: v for k, v in results.items() if v["status"] != "survived" or v["path"] not in chosen}
     equivalent = load_equivalent()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # kill PID: clean up the copy and the tests
     by_module = {f"lit_alpha/{s['path']}": check_module(s, cfg, results, equivalent, out, args.list,
