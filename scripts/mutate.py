@@ -264,6 +264,9 @@ def run_tests(work: Path, tests: list[str], timeout: float) -> tuple[str, float]
     return ("pass" if code == 0 else "fail"), time.perf_counter() - t0
 
 
+_BASELINE: dict[tuple[str, ...], float] = {}  # test files -> seconds of their unmutated run
+
+
 def check_module(spec: dict, cfg: dict, results: dict[str, dict], equivalent: dict, out: Path,
                  listing: bool = False, max_per_module: int | None = None) -> list[Mutant]:
     rel = f"lit_alpha/{spec['path']}"
@@ -286,10 +289,14 @@ def check_module(spec: dict, cfg: dict, results: dict[str, dict], equivalent: di
         with tempfile.TemporaryDirectory(prefix="mutate-") as tmp:
             work = Path(tmp) / "repo"
             snapshot(work)
-            base, seconds = run_tests(work, spec["tests"], timeout=1800)
-            if base != "pass":
-                print(f"   the unmutated tests do not pass ({base}): module skipped", flush=True)
-                return []
+            tests = tuple(spec["tests"])
+            if tests not in _BASELINE:  # the unmutated tests pass (once per set of test files in a run)
+                base, seconds = run_tests(work, spec["tests"], timeout=1800)
+                if base != "pass":
+                    print(f"   the unmutated tests do not pass ({base}): module skipped", flush=True)
+                    return []
+                _BASELINE[tests] = seconds
+            seconds = _BASELINE[tests]
             timeout = max(float(cfg.get("min_timeout_s", 60)), float(cfg.get("timeout_factor", 3)) * seconds)
             print(f"   unmutated: {seconds:.0f}s; timeout per mutant {timeout:.0f}s", flush=True)
             target = work / rel
