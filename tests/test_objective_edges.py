@@ -90,3 +90,14 @@ def test_mixture_with_amari_scale_is_refused(alpha) -> None:
         AlphaDPG(alpha=alpha, scale="amari").mixture_pseudo_rewards(inputs)
     s, _, _ = AlphaDPG(alpha=alpha, scale="released").mixture_pseudo_rewards(inputs)
     assert torch.isfinite(s).all()
+
+
+# -- groups ---------------------------------------------------------------------------------------
+def test_group_view_refuses_an_empty_batch_and_unequal_groups() -> None:
+    from lit_alpha.objectives.base import group_view
+
+    with pytest.raises(ValueError, match="equal groups"):
+        group_view(torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    with pytest.raises(ValueError, match="equal groups"):
+        group_view(torch.zeros(3), torch.tensor([0, 0, 1]))
+    assert group_view(torch.arange(4.0), torch.tensor([0, 0, 1, 1])).tolist() == [[0.0, 1.0], [2.0, 3.0]]
