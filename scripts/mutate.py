@@ -11,7 +11,8 @@ Configuration: ``[tool.lit_alpha.mutate]`` in ``pyproject.toml``: ``seed``, ``ma
 sample of each module's mutants when it has more), ``timeout_factor`` / ``min_timeout_s`` (a mutant whose
 tests run longer than ``max(min_timeout_s, timeout_factor x the unmutated run)`` counts as a timeout,
 i.e. caught), and one ``[[tool.lit_alpha.mutate.module]]`` per module: ``path`` (under ``lit_alpha/``),
-``tests`` (the files run with ``pytest -x -q``) and optionally ``functions`` (only these are mutated).
+``tests`` (the files run with ``pytest -x -q``) and optionally ``functions`` (only these are mutated) and
+``max_mutants`` (this module's own sample size, over ``--max-per-module`` and ``max_per_module``).
 
 Operators (Python's ``ast``; each mutant changes one spot): ``+``/``-`` and ``*``/``/`` swapped, ``//`` to
 ``/``, ``**`` to ``*``; comparisons shifted (``<`` to ``<=``, ``==`` to ``!=``, ``in`` to ``not in`` ...);
@@ -272,7 +273,7 @@ def check_module(spec: dict, cfg: dict, results: dict[str, dict], equivalent: di
     rel = f"lit_alpha/{spec['path']}"
     mutants = find_mutants(ROOT / rel, rel, spec.get("functions"))
     total = len(mutants)
-    limit = int(spec.get("max_mutants", cfg.get("max_per_module", 30)) if max_per_module is None else max_per_module)
+    limit = int(spec.get("max_mutants") or max_per_module or cfg.get("max_per_module", 30))  # the module's own first
     if total > limit:  # a seeded sample, in source order
         rng = random.Random(f"{cfg.get('seed', 0)}:{rel}")
         mutants = sorted(rng.sample(mutants, limit), key=lambda m: m.index)

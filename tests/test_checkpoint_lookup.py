@@ -89,6 +89,7 @@ def test_unreadable_or_unnamed_files(tmp_path) -> None:
     version = save(tmp_path, "step=15-v1.ckpt", 15)  # Lightning's name for a second save at one step
     assert checkpoint_step(version) == 15 and newest_checkpoint(tmp_path) == version
     (tmp_path / "subdir.ckpt").mkdir()  # not a file
+    save(tmp_path, ".step=50.ckpt", 50)  # hidden: a sync tool's or an editor's copy, not a checkpoint
     assert newest_checkpoint(tmp_path) == version
 
 

@@ -88,6 +88,12 @@ def test_streams_are_distinct() -> None:
     assert base_sample_key(0, 1, rank=5, world_size=1) == base_sample_key(0, 1)
 
 
+def test_the_rank_defaults_to_the_first_process() -> None:
+    assert train_key(3, 5, world_size=2) == train_key(3, 5, 0, 2) == [3, 0, 5, 0]
+    assert base_sample_key(3, 5, world_size=2) == base_sample_key(3, 5, 0, 2) == [3, 0, 5, 0, 1]
+    assert train_key(3, 5) == [3, 0, 5] and base_sample_key(3, 5) == [3, 0, 5, 1]
+
+
 def test_seed_of_is_a_fixed_function() -> None:
     """The numbers every recorded run used: changing how a key becomes a torch seed changes every draw."""
     assert seed_of([0, 0, 0]) == int(np.random.default_rng([0, 0, 0]).integers(2**62))
