@@ -361,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     cfg = load_config()
     wanted = [m.strip() for m in args.modules.split(",") if m.strip()]
-    specs = [s for s in cfg["module"] if not wanted or s["path"] in wanted]
+    by_path = {s["path"]: s for s in cfg["module"]}
+    specs = [by_path[w] for w in wanted if w in by_path] if wanted else list(cfg["module"])  # in the order asked
     if wanted and len(specs) != len(wanted):
         missing = set(wanted) - {s["path"] for s in specs}
         parser.error(f"not configured in [tool.lit_alpha.mutate]: {', '.join(sorted(missing))}")
