@@ -6,6 +6,7 @@ that cover its module; a mutant that no test notices ("survived") marks a gap in
     python scripts/mutate.py --resume             # skip the mutants already in the results file (--out)
     python scripts/mutate.py --recheck            # ... and run its survivors again (after adding tests)
     python scripts/mutate.py --list               # the mutants, without running anything
+    python scripts/mutate.py --summary            # the table of every mutant already in the results file
 
 Configuration: ``[tool.lit_alpha.mutate]`` in ``pyproject.toml``: ``seed``, ``max_per_module`` (a seeded
 sample of each module's mutants when it has more), ``timeout_factor`` / ``min_timeout_s`` (a mutant whose
@@ -356,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recheck", action="store_true",
                         help="with --resume: run the survivors in --out again (after adding tests)")
     parser.add_argument("--list", action="store_true", help="list the mutants only")
+    parser.add_argument("--summary", action="store_true",
+                        help="report every mutant already in --out (of the selected modules), run nothing")
     parser.add_argument("--max-per-module", type=int, default=None,
                         help="sample at most this many mutants per module (default: the configuration's)")
     args = parser.parse_args(argv)
@@ -367,11 +370,22 @@ def main(argv: list[str] | None = None) -> int:
         missing = set(wanted) - {s["path"] for s in specs}
         parser.error(f"not configured in [tool.lit_alpha.mutate]: {', '.join(sorted(missing))}")
     out = Path(args.out)
-    results = json.loads(out.read_text()) if (args.resume or args.recheck) and out.exists() else {}
+    results = json.loads(out.read_text()) if (args.resume or args.recheck or args.summary) and out.exists() else {}
     if args.recheck:  # the selected modules' survivors run again; everything else is kept as it was
         chosen = {f"lit_alpha/{s['path']}" for s in specs}
         results = {k: v for k, v in results.items() if v["status"] != "survived" or v["path"] not in chosen}
     equivalent = load_equivalent()
+    if args.summary:
+        by_module: dict[str, list[Mutant]] = {}
+        for spec in specs:
+            rel = f"lit_alpha/{spec['path']}"
+            done = [Mutant(**v) for v in results.values() if v["path"] == rel]
+            for m in done:
+                if m.status == "survived" and (m.path, m.source, m.mutation) in equivalent:
+                    m.status = "equivalent"
+            by_module[rel] = sorted(done, key=lambda m: m.index)
+        score = report(by_module)
+        return 0 if score >= float(cfg.get("target", 0.95)) else 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # kill PID: clean up the copy and the tests
     by_module = {f"lit_alpha/{s['path']}": check_module(s, cfg, results, equivalent, out, args.list,
                                                         args.max_per_module) for s in specs}
