@@ -101,3 +101,18 @@ def test_group_view_refuses_an_empty_batch_and_unequal_groups() -> None:
     with pytest.raises(ValueError, match="equal groups"):
         group_view(torch.zeros(3), torch.tensor([0, 0, 1]))
     assert group_view(torch.arange(4.0), torch.tensor([0, 0, 1, 1])).tolist() == [[0.0, 1.0], [2.0, 3.0]]
+
+
+# -- the metrics every objective logs --------------------------------------------------------------
+def test_common_metrics_golden() -> None:
+    from dataclasses import replace
+
+    # one group of two: log π_θ = [−1, −3], log π_base = [−2, −1], rewards [1, 0], entropies [0.5, 1.5]
+    inputs = replace(seq_inputs([-1.0, -3.0], [-2.0, -1.0], [1, 0], 2), old_entropy=torch.tensor([[0.5], [1.5]]))
+    out = GRPO().__call__(inputs)
+    m = {k: float(v) for k, v in out.metrics.items()}
+    assert m["advantage_mean"] == pytest.approx(0.0) and m["advantage_std"] == pytest.approx(0.5)  # A = ±½
+    assert m["reward_mean"] == pytest.approx(0.5) and m["logprob_mean"] == pytest.approx(-2.0)
+    assert m["kl_to_base"] == pytest.approx(((-1 + 2) + (-3 + 1)) / 2)  # mean of log π_θ − log π_base
+    assert m["entropy"] == pytest.approx(1.0) and m["loss"] == pytest.approx(float(out.loss))
+    assert m["zero_success_frac"] == 0.0 and m["all_success_frac"] == 0.0
