@@ -60,11 +60,20 @@ def failing(model: torch.nn.Module):
     return model.model.layers[1].register_forward_pre_hook(hook)
 
 
-def check(model, call) -> None:
-    """``call()`` leaves ``state(model)`` as it was, returning normally and when the forward raises."""
+def check(model, call, evaluates: bool = False) -> None:
+    """``call()`` leaves ``state(model)`` as it was, returning normally and when the forward raises;
+    ``evaluates``: every forward inside it ran with every layer in eval mode (no dropout)."""
     before = state(model)
-    call()
+    seen: list[bool] = []
+    spy = model.model.layers[1].register_forward_pre_hook(lambda module, _: seen.append(module.training))
+    try:
+        call()
+    finally:
+        spy.remove()
     assert state(model) == before
+    assert seen, "the model never ran"
+    if evaluates:
+        assert not any(seen), "a forward ran in training mode"
     handle = failing(model)
     try:
         with pytest.raises(Boom):
@@ -82,7 +91,7 @@ def test_eval_mode(model) -> None:
         with eval_mode(policy):
             assert not any(m.training for m in policy.modules())
             policy(input_ids=torch.tensor([[1, 2, 3]]))
-    check(policy, call)
+    check(policy, call, evaluates=True)
 
 
 def test_eval_mode_of_a_view_that_is_not_a_module() -> None:
@@ -108,7 +117,7 @@ def test_eval_mode_of_a_view_that_is_not_a_module() -> None:
 def test_sampler(model) -> None:
     policy, tok = model
     check(policy, lambda: HFSampler().sample(policy, tok, ["1 2 | 3 = ", "4 5 | 9 = "], 2, PARAMS,
-                                             torch.Generator().manual_seed(0)))
+                                             torch.Generator().manual_seed(0)), evaluates=True)
 
 
 def test_sampler_under_bf16_autocast_with_its_kernels(model) -> None:
@@ -118,7 +127,7 @@ def test_sampler_under_bf16_autocast_with_its_kernels(model) -> None:
     def call():
         with torch.autocast("cpu", dtype=torch.bfloat16):
             HFSampler().sample(policy, tok, ["1 2 | 3 = "], 2, PARAMS, torch.Generator().manual_seed(0))
-    check(policy, call)
+    check(policy, call, evaluates=True)
 
 
 def test_fast_decoding_restores_the_layers(model) -> None:
@@ -153,13 +162,13 @@ def test_target_divergences(model, task) -> None:
     policy, tok = model
     records = task.problems("val")[:1]
     rows = [{"problem_id": records[0]["id"], "c": 2, "n": 4, "correct_samples": {"5 6 7": 1, "8 9": 1}}]
-    check(policy, lambda: target_divergences(policy, policy, tok, task, records, rows, alpha=0.5))
+    check(policy, lambda: target_divergences(policy, policy, tok, task, records, rows, alpha=0.5), evaluates=True)
 
 
 def test_evaluate_policy(model, task) -> None:
     policy, tok = model
     service = Rollout(task, HFSampler(), PARAMS).attach(RolloutModels(policy=policy, tokenizer=tok))
-    check(policy, lambda: evaluate_policy(service, task.problems("test")[:2], 2, "test"))
+    check(policy, lambda: evaluate_policy(service, task.problems("test")[:2], 2, "test"), evaluates=True)
 
 
 def test_pretrain_evaluation(model, task) -> None:
@@ -167,7 +176,7 @@ def test_pretrain_evaluation(model, task) -> None:
 
     policy, tok = model
     check(policy, lambda: evaluate_model(policy, tok, task, task.problems("val")[:2], n=2, batch_prompts=2,
-                                         seed=0, max_new_tokens=3, ks=(1,)))
+                                         seed=0, max_new_tokens=3, ks=(1,)), evaluates=True)
 
 
 # -- precision contexts ----------------------------------------------------------------------------
@@ -206,4 +215,4 @@ def test_adapter_disabled_view(random_model_dir) -> None:
     policy = apply_lora(policy, LoraSpec(r=2, alpha=4, dropout=0.1, target_modules=["q_proj"]))
     policy.train()
     view = AdapterDisabled(policy)
-    check(policy.base_model.model, lambda: view(input_ids=torch.tensor([[1, 2, 3]])))
+    check(policy.base_model.model, lambda: view(input_ids=torch.tensor([[1, 2, 3]])), evaluates=True)
