@@ -116,3 +116,23 @@ def test_common_metrics_golden() -> None:
     assert m["kl_to_base"] == pytest.approx(((-1 + 2) + (-3 + 1)) / 2)  # mean of log π_θ − log π_base
     assert m["entropy"] == pytest.approx(1.0) and m["loss"] == pytest.approx(float(out.loss))
     assert m["zero_success_frac"] == 0.0 and m["all_success_frac"] == 0.0
+
+
+# -- RLOO and pass@k "best" on small groups -------------------------------------------------------------
+def test_rloo_advantage_golden() -> None:
+    from lit_alpha.objectives import RLOO
+
+    # rewards [1, 0, 0]: leave-one-out baselines [0, ½, ½] → A = r − b = [1, −½, −½]
+    adv, _ = RLOO().advantages(seq_inputs([-1.0] * 3, [-1.0] * 3, [1, 0, 0], 3))
+    assert adv.tolist() == pytest.approx([1.0, -0.5, -0.5])
+
+
+def test_passk_best_on_a_group_of_two() -> None:
+    from lit_alpha.objectives import GRPOPassAtK
+
+    # rewards [0, 1]: the best sample (index 1) gets r_(1) − r_(2) = 1; the other 0
+    adv, metrics = GRPOPassAtK(k=2, mode="best", std_normalize=False).advantages(
+        seq_inputs([-1.0, -1.0], [-1.0, -1.0], [0, 1], 2))
+    assert adv.tolist() == [0.0, 1.0] and float(metrics["passk_active_frac"]) == 1.0
+    one, _ = GRPOPassAtK(k=1, mode="best").advantages(seq_inputs([-1.0], [-1.0], [1], 1))  # a group of one
+    assert one.tolist() == [0.0]
