@@ -24,3 +24,20 @@ def test_entropy_in_chunks_of_one_row() -> None:
 def test_entropy_chunk_must_be_positive(chunk) -> None:
     with pytest.raises(ValueError, match="chunk_tokens"):
         entropy_from_logits(torch.zeros(1, 3), chunk_tokens=chunk)
+
+
+def test_prompt_tuning_takes_the_model_s_own_forward(random_model_dir) -> None:
+    """A peft prompt-tuning model prepends virtual tokens: the backbone/head shortcut is never taken
+    (nor for a peft model without an active config); a LoRA model is unwrapped to its base."""
+    peft = pytest.importorskip("peft")
+    from lit_alpha.models import load_policy
+    from lit_alpha.scoring.logprobs import _backbone_and_head
+
+    ids = torch.tensor([[1, 5, 6, 7]])
+    mask = torch.ones_like(ids)
+    model, _ = load_policy(str(random_model_dir))
+    tuned = peft.get_peft_model(model, peft.PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    assert _backbone_and_head(tuned, ids, mask) is None
+    model, _ = load_policy(str(random_model_dir))
+    lora = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    assert _backbone_and_head(lora, ids, mask) is not None
