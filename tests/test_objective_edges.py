@@ -136,3 +136,64 @@ def test_passk_best_on_a_group_of_two() -> None:
     assert adv.tolist() == [0.0, 1.0] and float(metrics["passk_active_frac"]) == 1.0
     one, _ = GRPOPassAtK(k=1, mode="best").advantages(seq_inputs([-1.0], [-1.0], [1], 1))  # a group of one
     assert one.tolist() == [0.0]
+
+
+# -- the rivals' range checks ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs,field", [
+    ({"gamma_p": -0.1}, "gamma"), ({"gamma_n": -0.1}, "gamma"), ({"gamma_p": math.nan}, "gamma"),
+    ({"logprob_norm": "max"}, "logprob_norm"),
+])
+def test_differential_smoothing_rejects(kwargs, field) -> None:
+    from lit_alpha.objectives import GRPODifferentialSmoothing
+
+    with pytest.raises(ValueError, match=field):
+        GRPODifferentialSmoothing(**kwargs)
+
+
+def test_differential_smoothing_accepts_zero_and_small_weights() -> None:
+    from lit_alpha.objectives import GRPODifferentialSmoothing
+
+    for gp, gn in ((0.0, 0.0), (0.5, 0.0), (0.0, 0.5)):
+        assert GRPODifferentialSmoothing(gamma_p=gp, gamma_n=gn, logprob_norm="sum").gamma_p == gp
+
+
+@pytest.mark.parametrize("kwargs,ok", [
+    ({"rank_penalty": 0.0}, True), ({"rank_penalty": 1.0}, True), ({"rank_penalty": 1.01}, False),
+    ({"rank_penalty": -0.01}, False), ({"rank_over": "nobody"}, False), ({"logprob_norm": "max"}, False),
+])
+def test_unlikeliness_range_checks(kwargs, ok) -> None:
+    from lit_alpha.objectives import GRPOUnlikely
+
+    if ok:
+        GRPOUnlikely(**kwargs)
+    else:
+        with pytest.raises(ValueError, match=next(iter(kwargs))):
+            GRPOUnlikely(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,ok", [
+    ({"erc_low": 0.5, "erc_high": 2.0}, True), ({"erc_low": 0.999, "erc_high": 0.001}, True),
+    ({"erc_low": 0.0}, False), ({"erc_low": 1.0}, False), ({"erc_high": 0.0}, False), ({"erc_low": math.nan}, False),
+])
+def test_entropy_ratio_clip_range_checks(kwargs, ok) -> None:
+    from lit_alpha.objectives import GRPOEntropyRatioClip
+
+    if ok:
+        GRPOEntropyRatioClip(**kwargs)
+    else:
+        with pytest.raises(ValueError, match="erc_low"):
+            GRPOEntropyRatioClip(**kwargs)
+
+
+def test_step_schedule_checks_and_repr() -> None:
+    from lit_alpha.objectives.schedule import Step
+
+    with pytest.raises(ValueError, match="len"):
+        Step([0.0, 1.0], [5, 10])
+    with pytest.raises(ValueError, match="len"):
+        Step([0.0], [5])
+    with pytest.raises(ValueError, match="increasing"):
+        Step([0.0, 1.0, 2.0], [5, 5])
+    s = Step([0.0, 0.5, 0.9], [50, 100])
+    assert repr(s) == "Step([0.0, 0.5, 0.9], boundaries=[50, 100])"
+    assert [s(49), s(50), s(99), s(100)] == [0.0, 0.5, 0.5, 0.9] and s.bounds() == (0.0, 0.9)
