@@ -197,3 +197,13 @@ def test_step_schedule_checks_and_repr() -> None:
     s = Step([0.0, 0.5, 0.9], [50, 100])
     assert repr(s) == "Step([0.0, 0.5, 0.9], boundaries=[50, 100])"
     assert [s(49), s(50), s(99), s(100)] == [0.0, 0.5, 0.5, 0.9] and s.bounds() == (0.0, 0.9)
+
+
+def test_differential_smoothing_logs_the_grpo_advantage_it_smooths() -> None:
+    from lit_alpha.objectives import GRPODifferentialSmoothing
+
+    # rewards [1, 0] → GRPO A = ±½ (mean 0); [1, 1] → 0: the mean before smoothing is 0, after it is not
+    inputs = seq_inputs([-1.0, -2.0, -1.0, -3.0], [-1.0] * 4, [1, 0, 1, 1], 2)
+    adv, metrics = GRPODifferentialSmoothing(gamma_p=0.1, gamma_n=0.05).advantages(inputs)
+    assert float(metrics["grpo_advantage_mean"]) == pytest.approx(0.0, abs=1e-7)
+    assert float(metrics["smoothing_term_mean"]) == pytest.approx(float(adv.mean()))
