@@ -207,3 +207,18 @@ def test_differential_smoothing_logs_the_grpo_advantage_it_smooths() -> None:
     adv, metrics = GRPODifferentialSmoothing(gamma_p=0.1, gamma_n=0.05).advantages(inputs)
     assert float(metrics["grpo_advantage_mean"]) == pytest.approx(0.0, abs=1e-7)
     assert float(metrics["smoothing_term_mean"]) == pytest.approx(float(adv.mean()))
+
+
+def test_entropy_ratio_of_zero_entropies_is_one() -> None:
+    """A token whose entropy is 0 before and after (a certain token) keeps ratio (0+δ)/(0+δ) = 1."""
+    from dataclasses import replace
+
+    from lit_alpha.objectives import GRPOEntropyRatioClip
+    from lit_alpha.objectives.entropy_clip import _DELTA
+
+    zeros = torch.zeros(2, 1)
+    inputs = replace(seq_inputs([-1.0, -2.0], [-1.0, -1.0], [1, 0], 2), entropy=zeros, old_entropy=zeros)
+    assert GRPOEntropyRatioClip().entropy_ratio(inputs).tolist() == [[1.0], [1.0]]
+    inputs = replace(inputs, entropy=torch.full((2, 1), 1.0), old_entropy=torch.full((2, 1), 3.0))
+    ratio = GRPOEntropyRatioClip().entropy_ratio(inputs)
+    assert ratio.reshape(-1).tolist() == pytest.approx([(1 + _DELTA) / (3 + _DELTA)] * 2, rel=1e-12)
