@@ -230,12 +230,17 @@ def load_config() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["lit_alpha"]["mutate"]
 
 
-def load_equivalent() -> dict[tuple[str, str, str], str]:
-    """``(file, source line, mutation) -> reason`` of the known-equivalent mutants."""
+def load_equivalent() -> dict[tuple[str, str, str, int | None], str]:
+    """``(file, source line, mutation, column or None) -> reason`` of the known-equivalent mutants (the
+    column tells apart two mutants of one line with the same name)."""
     if not EQUIVALENT.exists():
         return {}
     rows = tomllib.loads(EQUIVALENT.read_text()).get("equivalent", [])
-    return {(r["file"], r["line"].strip(), r["mutation"]): r["reason"] for r in rows}
+    return {(r["file"], r["line"].strip(), r["mutation"], r.get("col")): r["reason"] for r in rows}
+
+
+def is_equivalent(m: Mutant, equivalent: dict) -> bool:
+    return any((m.path, m.source, m.mutation, col) in equivalent for col in (None, m.col))
 
 
 def snapshot(dest: Path) -> None:
@@ -309,7 +314,7 @@ def check_module(spec: dict, cfg: dict, results: dict[str, dict], equivalent: di
             original = target.read_text()
             try:
                 for m in todo:
-                    if (m.path, m.source, m.mutation) in equivalent:
+                    if is_equivalent(m, equivalent):
                         m.status = "equivalent"
                     else:
                         try:
@@ -328,7 +333,7 @@ def check_module(spec: dict, cfg: dict, results: dict[str, dict], equivalent: di
             finally:
                 target.write_text(original)
     for m in mutants:  # a reason added after the run still counts
-        if m.status == "survived" and (m.path, m.source, m.mutation) in equivalent:
+        if m.status == "survived" and is_equivalent(m, equivalent):
             m.status = "equivalent"
     return mutants
 
@@ -386,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
             current = {m.key for m in find_mutants(ROOT / rel, rel, spec.get("functions"))}
             done = [Mutant(**v) for k, v in results.items() if v["path"] == rel and k in current]
             for m in done:
-                if m.status == "survived" and (m.path, m.source, m.mutation) in equivalent:
+                if m.status == "survived" and is_equivalent(m, equivalent):
                     m.status = "equivalent"
             by_module[rel] = sorted(done, key=lambda m: m.index)
         score = report(by_module)
