@@ -279,14 +279,16 @@ _BASELINE: dict[tuple[str, ...], float] = {}  # test files -> seconds of their u
 
 
 def check_module(spec: dict, cfg: dict, results: dict[str, dict], equivalent: dict, out: Path,
-                 listing: bool = False, max_per_module: int | None = None) -> list[Mutant]:
+                 listing: bool = False, max_per_module: int | None = None,
+                 again: set[str] | None = None) -> list[Mutant]:
     rel = f"lit_alpha/{spec['path']}"
     mutants = find_mutants(ROOT / rel, rel, spec.get("functions"))
     total = len(mutants)
     limit = int(spec.get("max_mutants") or max_per_module or cfg.get("max_per_module", 30))  # the module's own first
-    if total > limit:  # a seeded sample, in source order
+    if total > limit:  # a seeded sample, in source order, plus the survivors to run again (--recheck)
         rng = random.Random(f"{cfg.get('seed', 0)}:{rel}")
-        mutants = sorted(rng.sample(mutants, limit), key=lambda m: m.index)
+        chosen = {m.key for m in rng.sample(mutants, limit)} | (again or set())
+        mutants = [m for m in mutants if m.key in chosen]
     print(f"== {rel}: {len(mutants)} of {total} mutants; tests {' '.join(spec['tests'])}", flush=True)
     if listing:
         for m in mutants:
@@ -380,9 +382,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"not configured in [tool.lit_alpha.mutate]: {', '.join(sorted(missing))}")
     out = Path(args.out)
     results = json.loads(out.read_text()) if (args.resume or args.recheck or args.summary) and out.exists() else {}
+    again: set[str] = set()
     if args.recheck:  # the selected modules' survivors run again; everything else is kept as it was
         chosen = {f"lit_alpha/{s['path']}" for s in specs}
-        results = {k: v for k, v in results.items() if v["status"] != "survived" or v["path"] not in chosen}
+        again = {k for k, v in results.items() if v["status"] == "survived" and v["path"] in chosen}
+        results = {k: v for k, v in results.items() if k not in again}
     equivalent = load_equivalent()
     if args.summary:
         by_module: dict[str, list[Mutant]] = {}
@@ -398,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if score >= float(cfg.get("target", 0.95)) else 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # kill PID: clean up the copy and the tests
     by_module = {f"lit_alpha/{s['path']}": check_module(s, cfg, results, equivalent, out, args.list,
-                                                        args.max_per_module) for s in specs}
+                                                        args.max_per_module, again) for s in specs}
     if args.list:
         return 0
     score = report(by_module)
