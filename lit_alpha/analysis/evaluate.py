@@ -93,24 +93,25 @@ def evaluate_policy(rollout, records: Sequence[Mapping[str, Any]], n: int, split
 
     from lit_alpha.data.rollout import split_key
     from lit_alpha.metrics.target import completion_ids
+    from lit_alpha.models.loading import eval_mode
 
     rows: list[dict[str, Any]] = []
     policy = rollout.models.policy
-    policy.eval()
-    start = time.perf_counter()
-    for b, i in enumerate(range(0, len(records), problems_per_batch)):
-        chunk = list(records[i : i + problems_per_batch])
-        generator = rollout.generator(split_key(eval_seed, split, b))
-        with torch.no_grad():
-            batch = rollout.sample(policy, chunk, n, generator)
-        rewards, answers = batch.rewards.tolist(), batch.answers or [None] * len(batch.rewards)
-        reasons = batch.reasons or []
-        samples = completion_ids(batch.input_ids, batch.completion_mask, batch.prompt_len)
-        for j, record in enumerate(chunk):
-            sl = slice(j * n, (j + 1) * n)
-            rows.append(problem_row(record, rewards[sl], answers[sl], reasons[sl], samples[sl]))
-            if keep is not None:
-                keep.append((list(batch.completions[sl]), rewards[sl]))
-        if log is not None and (len(rows) % 25 < len(chunk) or len(rows) == len(records)):
-            log(f"  {split}: {len(rows)}/{len(records)} problems, {time.perf_counter() - start:.0f}s")
+    with eval_mode(policy):  # the mode it found restored after, also on an exception
+        start = time.perf_counter()
+        for b, i in enumerate(range(0, len(records), problems_per_batch)):
+            chunk = list(records[i : i + problems_per_batch])
+            generator = rollout.generator(split_key(eval_seed, split, b))
+            with torch.no_grad():
+                batch = rollout.sample(policy, chunk, n, generator)
+            rewards, answers = batch.rewards.tolist(), batch.answers or [None] * len(batch.rewards)
+            reasons = batch.reasons or []
+            samples = completion_ids(batch.input_ids, batch.completion_mask, batch.prompt_len)
+            for j, record in enumerate(chunk):
+                sl = slice(j * n, (j + 1) * n)
+                rows.append(problem_row(record, rewards[sl], answers[sl], reasons[sl], samples[sl]))
+                if keep is not None:
+                    keep.append((list(batch.completions[sl]), rewards[sl]))
+            if log is not None and (len(rows) % 25 < len(chunk) or len(rows) == len(records)):
+                log(f"  {split}: {len(rows)}/{len(records)} problems, {time.perf_counter() - start:.0f}s")
     return rows

@@ -39,11 +39,48 @@ SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 
 
 # -- seeding: one place for every key -----------------------------------------------------
+# Every random draw of a run is keyed here, each key built from exactly the inputs listed; no other
+# setting (the method, an objective's hyper-parameter, the sizes of the other streams, what was drawn
+# before, how many evaluation problems follow) reaches a key. tests/test_seeding.py holds each stream
+# to this table both ways: changing a listed input changes the draw, changing anything else does not.
+#
+# | stream                          | key                                      | depends on                       |
+# |---------------------------------|------------------------------------------|----------------------------------|
+# | training prompts of a step      | prompt_key(seed, step)                   | data.seed, step (not the rank)   |
+# | policy samples of a step        | train_key(seed, step, rank, world)       | data.seed, step; rank if world>1 |
+# | π_base samples (mixture, K)     | base_sample_key(seed, step, rank, world) | as the policy samples; own stream|
+# | offline-RFT cache of a step     | offline_key(seed, step)                  | data.seed, step (not the rank)   |
+# | validation/test batch i of fit  | eval_key(seed, i)                        | data.seed, batch index i         |
+# | `evaluate` batch b of a split   | split_key(eval_seed, split, b)           | --eval_seed, split, batch index b|
+#
+# A key is a numpy SeedSequence entropy, which pads with zeros: rank 0 of W processes draws what a single
+# process draws (the world size itself is no input). Two streams share numbers only where their keys coincide: `evaluate` on val with --eval_seed equal to
+# data.seed draws fit's validation batch b's numbers, and on train the single-process step b's. The
+# evaluation problems are the task's own (CountdownTask: task seed and split, problem i independent of
+# how many follow it); the torch global RNG (dropout) is saved in checkpoints by the module.
+def prompt_key(seed: int, step: int) -> list[int]:
+    """Seed key of training step ``step``'s prompts (a numpy generator): ``(seed, step)``, the same on every
+    process (each takes its share of one list) and in the offline cache."""
+    return [seed, _TRAIN, step]
+
+
 def train_key(seed: int, step: int, rank: int = 0, world_size: int = 1) -> list[int]:
     """Seed key of a training step's sampling generator: ``(seed, step)`` on one process (as always),
     with the rank appended under data parallelism so that the processes draw independent samples."""
     key = [seed, _TRAIN, step]
     return key if world_size == 1 else key + [rank]
+
+
+def base_sample_key(seed: int, step: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """Seed key of the π_base samples a mixture proposal appends to step ``step``'s groups: the policy
+    samples' key (:func:`train_key`) extended, so it depends on the same inputs and is its own stream."""
+    return [*train_key(seed, step, rank, world_size), 1]
+
+
+def offline_key(seed: int, step: int) -> list[int]:
+    """Seed key of the offline-RFT cache's π_base samples of step ``step`` (all B prompts, drawn once on
+    one process): the single-process policy samples' key, ``(seed, step)``."""
+    return train_key(seed, step)
 
 
 def eval_key(seed: int, index: int) -> list[int]:
@@ -71,7 +108,7 @@ def seeded_generator(key: Sequence[int], device: torch.device | str = "cpu") -> 
 def step_prompts(task: Task, seed: int, step: int, count: int) -> list[Record]:
     """The ``count`` training prompts of step ``step``: a pure function of ``(seed, step)`` (every process
     and the offline cache draw the same list)."""
-    rng = np.random.default_rng([seed, _TRAIN, step])
+    rng = np.random.default_rng(prompt_key(seed, step))
     return [task.sample_train(rng) for _ in range(count)]
 
 
@@ -235,8 +272,8 @@ class Rollout:
         # sample and score in the training step's precision (bf16-mixed: with the weight-cast cache on)
         with self._precision(), lockstep(models.policy, self.world_size) as policy:
             out = self.sample(policy, records, self.n_samples, generator)
-        if models.base_samples:  # a mixture proposal (MixtureAlphaDPG)
-            generator.manual_seed(seed_of([*key, 1]))  # the π_base samples' own stream
+        if models.base_samples:  # a mixture proposal (MixtureAlphaDPG): the π_base samples' own stream
+            generator.manual_seed(seed_of(base_sample_key(self.seed, step, self.rank, self.world_size)))
             with self._precision(), torch.no_grad():
                 extra = self.sample(models.base, records, models.base_samples, generator)
             pad = models.tokenizer.pad_token_id if models.tokenizer.pad_token_id is not None else 0
@@ -264,7 +301,7 @@ class Rollout:
         """All of step ``step``'s prompts, ``n_samples`` π_base samples each, seeded as the online step's
         policy samples (offline RFT's cache). Verified in-process with the task's verifier, outside the
         run's guard and its fault counts, as the cache has always been."""
-        generator = seeded_generator(train_key(self.seed, step), next(self.models.base.parameters()).device)
+        generator = seeded_generator(offline_key(self.seed, step), next(self.models.base.parameters()).device)
         return self.sample(self.models.base, self.step_prompts(step), self.n_samples, generator,
                            verify=GuardedVerifier(self.task.verifier).verify_batch)
 

@@ -32,12 +32,14 @@ get ``None``; means are over the problems the base solves.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from lit_alpha.models.loading import eval_mode
 from lit_alpha.scoring.logprobs import token_logprobs
 
 
@@ -91,11 +93,10 @@ def target_divergences(policy: torch.nn.Module, base: torch.nn.Module, tokenizer
         raise ValueError("the target's table has no correct_samples column: re-evaluate the base model "
                          "with this version of lit_alpha")
     out: dict[str, dict[str, float]] = {}
-    policy_was, base_was = policy.training, getattr(base, "training", False)
-    policy.eval()
-    if hasattr(base, "eval"):
-        base.eval()
-    try:
+    with contextlib.ExitStack() as modes:  # every submodule's own mode restored, also on an exception
+        for model in (policy, base):
+            if hasattr(model, "eval"):
+                modes.enter_context(eval_mode(model))
         for record in records:
             row = by_id.get(str(record["id"]))
             if row is None or int(row["c"]) == 0 or not row["correct_samples"]:
@@ -109,8 +110,4 @@ def target_divergences(policy: torch.nn.Module, base: torch.nn.Module, tokenizer
             lp_base = sequence_logprobs(base, prompt, seqs, pad)
             out[str(record["id"])] = problem_divergences(lp_theta, lp_base, counts, int(row["c"]),
                                                          int(row["n"]), alpha)
-    finally:
-        policy.train(policy_was)
-        if hasattr(base, "train"):
-            base.train(base_was)
     return out

@@ -97,8 +97,18 @@ def apply_lora(model: torch.nn.Module, spec: LoraSpec) -> torch.nn.Module:
 
 
 @contextlib.contextmanager
-def eval_mode(model: torch.nn.Module) -> Iterator[None]:
-    """Every submodule of ``model`` in eval mode inside the block; each one's own mode restored after."""
+def eval_mode(model: Any) -> Iterator[None]:
+    """Every submodule of ``model`` in eval mode inside the block; each one's own mode restored after,
+    also when the block raises. A model view that is not an ``nn.Module`` (:class:`AdapterDisabled`)
+    has its own ``eval()``/``train(mode)`` called instead."""
+    if not isinstance(model, torch.nn.Module):
+        was = bool(getattr(model, "training", False))
+        model.eval()
+        try:
+            yield
+        finally:
+            model.train(was)
+        return
     modes = [(m, m.training) for m in model.modules()]
     model.eval()
     try:

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from lit_alpha.models.loading import eval_mode
 from lit_alpha.sampling.base import Samples, SamplingParams
 from lit_alpha.sampling.cache import reserved_cache
 from lit_alpha.sampling.kernels import fast_decoding
@@ -140,12 +141,8 @@ class HFSampler:
         return Samples(input_ids, attn, cmask, logprobs, texts, truncated, prompt_len, entropy=entropy)
 
     def _sample_chunk(self, model, tokenizer, encoded, prompt_len, n, params, generator, kv_dtype=None) -> _Chunk:
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):  # every submodule's own mode restored, also on an exception
             return self._decode(model, tokenizer, encoded, prompt_len, n, params, generator, kv_dtype)
-        finally:
-            model.train(was_training)
 
     def _prefill(self, model, prompt: Tensor, pmask: Tensor, n: int, share: bool, capacity: int,
                  kv_dtype: torch.dtype | None = None) -> tuple[Any, Tensor]:

@@ -35,6 +35,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from lit_alpha.models.loading import eval_mode
 from lit_alpha.sampling.base import Samples, SamplingParams
 from lit_alpha.scoring.logprobs import token_logprobs
 from lit_alpha.sampling.weights import local_tensor, policy_weights, unwrap
@@ -328,13 +329,9 @@ class VLLMSampler:
                                     VParams(max_tokens=1, prompt_logprobs=0, temperature=1.0), use_tqdm=False)[0]
         engine_lp = torch.tensor([next(iter(d.values())).logprob for d in out.prompt_logprobs[1:]])  # [T-1]
         device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):  # every submodule's own mode restored, also on an exception
             ids = probe.to(device)
             ours = token_logprobs(model, ids, torch.ones_like(ids), 1)[0, 1:].float().cpu()  # [T-1]
-        finally:
-            model.train(was_training)
         return float((engine_lp - ours).abs().max())
 
     # -- sampling ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -180,22 +181,47 @@ class Resume:
     step: int | None
 
 
-def newest_checkpoint(directory: Path) -> Path | None:
-    """``last.ckpt`` if present, else the ``*.ckpt`` with the latest modification time."""
-    last = directory / "last.ckpt"
-    if last.is_file():
-        return last
-    ckpts = [p for p in directory.glob("*.ckpt") if p.is_file()]
-    return max(ckpts, key=lambda p: p.stat().st_mtime) if ckpts else None
-
-
 def _checkpoint_step(path: Path) -> int | None:
+    """``global_step`` stored in the checkpoint at ``path`` (memory-mapped, nothing else read); None if
+    the file cannot be read."""
     import torch
 
     try:
         return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
     except Exception:
         return None
+
+
+_STEP_NAME = re.compile(r"^step=(\d+)(?:-v\d+)?\.ckpt$")
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The optimizer step a checkpoint file holds: from its name (``step=<k>.ckpt``, ``step=<k>-v<j>.ckpt``)
+    when it has one, else read from the file (``global_step``); None if neither tells (an unreadable file)."""
+    match = _STEP_NAME.match(path.name)
+    return int(match.group(1)) if match else _checkpoint_step(path)
+
+
+def newest_checkpoint(directory: Path) -> Path | None:
+    """The checkpoint of ``directory`` with the highest step; ``last.ckpt`` wins a tie.
+
+    Every layout a crash can leave resolves to the newest state on disk: ``last.ckpt`` present or
+    absent, a step file newer than ``last.ckpt`` (a crash between the two saves), modification times
+    out of order (copies, restores, clock changes: they are never consulted), and the temporaries of
+    an interrupted :func:`atomic_torch_save` (``.<name>.<random>.tmp``: not ``*.ckpt``, never chosen).
+    A file whose step cannot be told (unreadable, no step in its name) is skipped."""
+    best: tuple[int, int, str] | None = None  # (step, last.ckpt first on a tie, name: a stable order)
+    chosen: Path | None = None
+    for path in directory.glob("*.ckpt"):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        step = checkpoint_step(path)
+        if step is None:
+            continue
+        rank = (step, int(path.name == "last.ckpt"), path.name)
+        if best is None or rank > best:
+            best, chosen = rank, path
+    return chosen
 
 
 def find_resume(tracking_uri: str, experiment_name: str, run_name: str | None, root: str | os.PathLike) -> Resume | None:

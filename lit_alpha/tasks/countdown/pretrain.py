@@ -38,6 +38,7 @@ import torch
 
 from lit_alpha.metrics.pass_at_k import pass_at_k_per_problem
 from lit_alpha.models.tiny import BOS, EOS, PAD, UNK, build_char_tokenizer, build_tiny_llama, encode_batch  # noqa: F401
+from lit_alpha.models.loading import eval_mode
 from lit_alpha.tasks.countdown.task import CountdownTask, all_expressions, random_expression
 
 ALPHABET = "0123456789 +-*/()|="
@@ -106,33 +107,32 @@ def evaluate_model(
 
     ``on_samples(record, texts, verdicts)``, when given, is called once per record with its ``n``
     completions and their verdicts (for statistics beyond pass@k)."""
-    model.eval()
-    torch.manual_seed(seed)
-    counts = {}
-    ended = 0
-    buckets: dict[int, list] = defaultdict(list)
-    for r in records:
-        buckets[len(task.prompt(r))].append(r)  # equal lengths: no padding inside a batch
-    for _, group in sorted(buckets.items()):
-        for s in range(0, len(group), batch_prompts):
-            chunk = group[s : s + batch_prompts]
-            enc = tok([task.prompt(r) for r in chunk], return_tensors="pt")
-            out = model.generate(
-                **enc, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-                num_return_sequences=n, max_new_tokens=max_new_tokens,
-            )
-            new = out[:, enc["input_ids"].shape[1] :]
-            ended += int((new == tok.eos_token_id).any(1).sum())
-            texts = tok.batch_decode(new, skip_special_tokens=True)
-            for i, r in enumerate(chunk):
-                verdicts = task.verifier.verify_batch([r] * n, texts[i * n : (i + 1) * n])
-                counts[r["id"]] = sum(v.correct for v in verdicts)
-                if on_samples is not None:
-                    on_samples(r, texts[i * n : (i + 1) * n], verdicts)
-    c = list(counts.values())
-    result = {f"pass@{k}": float(pass_at_k_per_problem([n] * len(c), c, k).mean()) for k in ks if k <= n}
-    result["eos_rate"] = ended / (n * len(records))
-    model.train()
+    with eval_mode(model):  # the mode it found restored after, also on an exception
+        torch.manual_seed(seed)
+        counts = {}
+        ended = 0
+        buckets: dict[int, list] = defaultdict(list)
+        for r in records:
+            buckets[len(task.prompt(r))].append(r)  # equal lengths: no padding inside a batch
+        for _, group in sorted(buckets.items()):
+            for s in range(0, len(group), batch_prompts):
+                chunk = group[s : s + batch_prompts]
+                enc = tok([task.prompt(r) for r in chunk], return_tensors="pt")
+                out = model.generate(
+                    **enc, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                    num_return_sequences=n, max_new_tokens=max_new_tokens,
+                )
+                new = out[:, enc["input_ids"].shape[1] :]
+                ended += int((new == tok.eos_token_id).any(1).sum())
+                texts = tok.batch_decode(new, skip_special_tokens=True)
+                for i, r in enumerate(chunk):
+                    verdicts = task.verifier.verify_batch([r] * n, texts[i * n : (i + 1) * n])
+                    counts[r["id"]] = sum(v.correct for v in verdicts)
+                    if on_samples is not None:
+                        on_samples(r, texts[i * n : (i + 1) * n], verdicts)
+        c = list(counts.values())
+        result = {f"pass@{k}": float(pass_at_k_per_problem([n] * len(c), c, k).mean()) for k in ks if k <= n}
+        result["eos_rate"] = ended / (n * len(records))
     return result
 
 
