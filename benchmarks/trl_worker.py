@@ -45,8 +45,16 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (BenchConfig, StepRecord, WorkerResult, peak_rss_mb, set_threads, train_records,  # noqa: E402
-                    versions, worker_args)
+from common import (  # noqa: E402
+    BenchConfig,
+    StepRecord,
+    WorkerResult,
+    peak_rss_mb,
+    set_threads,
+    train_records,
+    versions,
+    worker_args,
+)
 
 _T0 = time.perf_counter()
 

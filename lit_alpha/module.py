@@ -18,20 +18,20 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.autograd.graph import increment_version
 from jsonargparse import lazy_instance
+from torch.autograd.graph import increment_version
 
 from lit_alpha.batch import ObjectiveInputs, RolloutBatch
 from lit_alpha.data.rollout import RolloutModels
 from lit_alpha.errors import NonFiniteError, UserError
-from lit_alpha.training.memory import peak_rss_mb
 from lit_alpha.metrics.pass_at_k import DistinctCorrect, PassAtK, default_ks
 from lit_alpha.models import AdapterDisabled, LoraSpec, apply_lora, load_policy
 from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.objectives.base import Objective
-from lit_alpha.training.precision import cast_frozen_linears, clip_gradients, frozen_base_dtype, fused_ok
 from lit_alpha.scoring.logprobs import token_logprobs
 from lit_alpha.tasks.base import has_eval_metrics
+from lit_alpha.training.memory import peak_rss_mb
+from lit_alpha.training.precision import cast_frozen_linears, clip_gradients, frozen_base_dtype, fused_ok
 from lit_alpha.verifiers.base import is_correct
 
 log = logging.getLogger(__name__)

@@ -10,14 +10,14 @@ import signal
 from typing import Any, Sequence
 
 import torch
-
 from faulty_verifiers import FaultyVerifier
+
 from lit_alpha.batch import ObjectiveInputs, ObjectiveOutput
-from lit_alpha.training.checkpoint import AtomicCheckpointIO
 from lit_alpha.objectives.alpha_dpg import AlphaDPG
 from lit_alpha.sampling.base import Samples, SamplingParams
 from lit_alpha.sampling.hf import HFSampler
 from lit_alpha.tasks.countdown import CountdownTask
+from lit_alpha.training.checkpoint import AtomicCheckpointIO
 
 
 class FaultyTask(CountdownTask):

@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import torch
 
-from lit_alpha.sampling import HFSampler, SamplingParams, Samples
+from lit_alpha.sampling import HFSampler, Samples, SamplingParams
 
 ANSWERS = ["  omega\n```", "  sorry\n```", "  omega\n```", "no proof here"]  # ok, cheat, ok, parse
 

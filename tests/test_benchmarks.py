@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from lit_alpha.sampling import HFSampler, SamplingParams
-from lit_alpha.scoring import token_logprobs
 from lit_alpha.sampling.hf import _draw
+from lit_alpha.scoring import token_logprobs
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCH))
@@ -126,6 +126,7 @@ def test_bench_sampler_plain_kernels_side(capsys, tmp_path):
 def test_naive_generate_baselines_record_the_policys_logprobs(per_prompt):
     """The baselines do the sampler's job: their recorded log-probs are π_θ's for the drawn tokens."""
     import bench_sampler
+
     from lit_alpha.models import load_policy
 
     model, tok = load_policy("countdown-tiny")

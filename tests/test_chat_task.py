@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import store_client
 from transformers import AutoTokenizer
 
-from conftest import store_client
 from lit_alpha.errors import UserError
 from lit_alpha.models import resolve_model_path
 from lit_alpha.tasks import ChatTask, CountdownTask

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import store_client
 from mlflow.tracking import MlflowClient
 
-from conftest import store_client
 from lit_alpha.cli.lightning import main
 
 REPO = Path(__file__).resolve().parents[1]

@@ -3,14 +3,12 @@ one-line errors with exit code 2."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from lit_alpha.cli.lightning import main
 from lit_alpha.cli.commands import LIGHTNING, OTHERS, one_line, with_moved_hint
+from lit_alpha.cli.lightning import main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -133,8 +131,8 @@ def test_argparse_spellings_still_parse() -> None:
     """The flags as docs/results.md and the sweep write them: several values after a list flag, a bool
     flag alone, repeated --config, run config overrides passed through in order."""
     from lit_alpha.analysis.sweep import sweep
-    from lit_alpha.cli.evaluate import evaluate
     from lit_alpha.cli.commands import parse_command
+    from lit_alpha.cli.evaluate import evaluate
 
     kwargs, overrides = parse_command(
         evaluate, ["--config", "a.yaml", "--split", "val", "train", "--n", "8", "--data.seed", "3", "--no_mlflow",

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lit_alpha.tasks.countdown.guesser import exact_hit_probability, random_guesser_pass_at_k
 from lit_alpha.tasks.countdown import CountdownTask, all_expressions, solutions
+from lit_alpha.tasks.countdown.guesser import exact_hit_probability, random_guesser_pass_at_k
 from lit_alpha.verifiers import CountdownVerifier, Verdict, count_reasons
 from lit_alpha.verifiers.countdown import canonical_answer
 

@@ -22,6 +22,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import TINY_TASK
 
 from lit_alpha.batch import ObjectiveInputs, RolloutBatch
 from lit_alpha.data.datamodule import eval_batches
@@ -32,7 +33,6 @@ from lit_alpha.models import EMBEDDED
 from lit_alpha.objectives import GRPO, AlphaDPG
 from lit_alpha.scoring.logprobs import position_ids_from_mask
 from lit_alpha.tasks import CountdownTask
-from conftest import TINY_TASK
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent

@@ -8,6 +8,8 @@ import pytest
 import torch
 import transformers
 
+from lit_alpha.metrics.pass_at_k import pass_at_k_per_problem
+from lit_alpha.tasks.countdown import COUNTDOWN4, CountdownTask, solutions
 from lit_alpha.tasks.countdown.pretrain import (
     ALPHABET,
     EMBEDDED_DIR,
@@ -16,8 +18,6 @@ from lit_alpha.tasks.countdown.pretrain import (
     evaluate_model,
     solution_table,
 )
-from lit_alpha.tasks.countdown import COUNTDOWN4, CountdownTask, solutions
-from lit_alpha.metrics.pass_at_k import pass_at_k_per_problem
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:

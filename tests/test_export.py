@@ -4,13 +4,12 @@ new fit. Real fits of the embedded model into a real MLflow store; log-probs com
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY_TASK, store_client
+
 from lit_alpha.cli.lightning import main
 from lit_alpha.models import EMBEDDED
 

@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from faulty_verifiers import FaultyVerifier
 from mlflow.tracking import MlflowClient
 
 import lit_alpha.objectives as objectives
-from faulty_verifiers import FaultyVerifier
-from lit_alpha.cli.lightning import main
 from lit_alpha.batch import ObjectiveInputs
-from lit_alpha.verifiers.base import Verdict
+from lit_alpha.cli.lightning import main
 from lit_alpha.verifiers.guarded import GuardedVerifier
 
 REC = {"id": "p0", "numbers": [3, 7, 9, 12], "target": 59}
@@ -85,6 +84,7 @@ def test_pooled_guard_survives_a_hang_a_crash_and_a_dying_worker():
 # -- empty / truncated completions ------------------------------------------------------------
 def test_empty_and_truncated_completions_are_zero_verdicts_and_counted():
     from fault_injection import BlankingSampler
+
     from lit_alpha.data.rollout import Rollout, RolloutModels
     from lit_alpha.models import load_policy
     from lit_alpha.objectives import AlphaDPG

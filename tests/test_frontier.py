@@ -14,16 +14,14 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from lit_alpha.analysis import evaluate as ev
-from lit_alpha.tasks.countdown.guesser import hit_probabilities
-from lit_alpha.cli import tools
-from lit_alpha.cli import evaluate as evaluate_cmd
 from lit_alpha.analysis import frontier as fr
 from lit_alpha.analysis import stats as st
-from lit_alpha.analysis import tables
-from lit_alpha.analysis import sweep
-from lit_alpha.tasks.countdown.guesser import random_guesser_pass_at_k
+from lit_alpha.analysis import sweep, tables
+from lit_alpha.cli import evaluate as evaluate_cmd
+from lit_alpha.cli import tools
 from lit_alpha.metrics.pass_at_k import pass_at_k
 from lit_alpha.tasks.countdown import CountdownTask
+from lit_alpha.tasks.countdown.guesser import hit_probabilities, random_guesser_pass_at_k
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -12,14 +12,13 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import lean_standin  # tests/: the stand-in's model of what real Lean says
 import pytest
+from test_lean import AXIOM_EXPLOITS, EXPLOITS, REC, beneath_the_rules
 
 from lit_alpha.verifiers.base import Verdict
 from lit_alpha.verifiers.guarded import GuardedVerifier, sanitize
 from lit_alpha.verifiers.lean.kimina import KiminaLeanVerifier, judge, snippet_code
-
-import lean_standin  # tests/: the stand-in's model of what real Lean says
-from test_lean import AXIOM_EXPLOITS, EXPLOITS, REC, beneath_the_rules
 
 STMT = "theorem t1 (a b : ℕ) : a + b = b + a"
 RECORD = {"id": "p", "theorem_statement": STMT, "theorem_full_name": "t1", "src_context": "import Mathlib\n"}

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import store_client
+
 from lit_alpha.cli.lightning import main
 
 HERE = Path(__file__).resolve().parent

@@ -14,8 +14,8 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-
 from conftest import TINY_TASK, store_client
+
 from lit_alpha.cli.lightning import main
 from lit_alpha.models import AdapterDisabled, LoraSpec, load_policy
 from lit_alpha.module import AlphaModule

@@ -196,6 +196,7 @@ def test_math_config_builds_its_task():
 def test_math_config_trains_on_user_files(in_tmp, random_model_dir):
     """configs/math_a05.yaml end to end on the example files (a tiny random model; nothing is solved)."""
     from conftest import store_client
+
     from lit_alpha.cli.lightning import main
 
     root = Path(__file__).parents[1]

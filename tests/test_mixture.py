@@ -129,9 +129,9 @@ def test_join_groups_layout():
 def test_fit_with_base_samples(in_tmp, random_model_dir, capsys):
     """MixtureAlphaDPG's base_samples: each group gets K π_base rows and trains on them; the removed
     data.base_samples is refused with a pointer to the new class, and so is the mixture with offline RFT."""
+    from conftest import REPO
     from mlflow.tracking import MlflowClient
 
-    from conftest import REPO
     from lit_alpha.cli.lightning import main as cli_main
 
     small = ["--model.model", str(random_model_dir), "--data.task.init_args.num_val", "2", "--data.val_samples", "2",

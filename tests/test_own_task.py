@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import store_client
+
 from lit_alpha.errors import UserError
 from lit_alpha.tasks.prompts import PromptsTask
 from lit_alpha.verifiers.guarded import GuardedVerifier

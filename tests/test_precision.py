@@ -15,11 +15,17 @@ import torch
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 
 from lit_alpha.models import load_policy
-from lit_alpha.training.precision import (auto_precision, bf16_supported, cast_frozen_linears, clip_gradients, fused_ok,
-                                 rollout_context)
 from lit_alpha.sampling import HFSampler, SamplingParams
 from lit_alpha.scoring import token_logprobs
 from lit_alpha.scoring.logprobs import entropy_from_logits
+from lit_alpha.training.precision import (
+    auto_precision,
+    bf16_supported,
+    cast_frozen_linears,
+    clip_gradients,
+    fused_ok,
+    rollout_context,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BF16 = dict(device_type="cpu", dtype=torch.bfloat16)

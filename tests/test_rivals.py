@@ -13,8 +13,17 @@ from torch.testing import assert_close
 
 from lit_alpha.batch import ObjectiveInputs
 from lit_alpha.objectives import (
-    GRPO, RLOO, AlphaDPG, Constant, Cosine, GRPODifferentialSmoothing, GRPOEntropyRatioClip,
-    GRPOPassAtK, GRPOUnlikely, Linear, Step,
+    GRPO,
+    RLOO,
+    AlphaDPG,
+    Constant,
+    Cosine,
+    GRPODifferentialSmoothing,
+    GRPOEntropyRatioClip,
+    GRPOPassAtK,
+    GRPOUnlikely,
+    Linear,
+    Step,
 )
 from lit_alpha.objectives.passk import passk_advantage_table
 from lit_alpha.scoring.logprobs import entropy_from_logits

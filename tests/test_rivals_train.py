@@ -11,9 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
-
 from conftest import store_client
+
 from lit_alpha.cli.lightning import main
 from lit_alpha.models import EMBEDDED
 

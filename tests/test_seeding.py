@@ -14,8 +14,19 @@ import pytest
 import torch
 
 from lit_alpha.analysis.evaluate import evaluate_policy
-from lit_alpha.data.rollout import (Rollout, RolloutModels, base_sample_key, eval_key, offline_key, prompt_key,
-                                    seed_of, seeded_generator, split_key, step_prompts, train_key)
+from lit_alpha.data.rollout import (
+    Rollout,
+    RolloutModels,
+    base_sample_key,
+    eval_key,
+    offline_key,
+    prompt_key,
+    seed_of,
+    seeded_generator,
+    split_key,
+    step_prompts,
+    train_key,
+)
 from lit_alpha.models import load_policy
 from lit_alpha.sampling import HFSampler, SamplingParams
 from lit_alpha.tasks import CountdownTask

@@ -18,12 +18,12 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from test_ddp import cli_fit, free_port, load_model, recorded, run_metrics
 
 from lit_alpha.models import EMBEDDED
 from lit_alpha.objectives import AlphaDPG
 from lit_alpha.sampling import HFSampler, SamplingParams
 from lit_alpha.training.strategy import DecoderFSDP, ShardedClipPrecision, decoder_layer_classes, lockstep, shard_models
-from test_ddp import cli_fit, free_port, load_model, recorded, run_metrics
 
 HAVE_MODEL = (EMBEDDED["countdown-tiny"] / "config.json").exists()
 PROMPTS = ["3 7 9 | 12 = ", "1 2 | 3 = ", "4 4 5 | 21 = ", "8 3 | 5 = "]

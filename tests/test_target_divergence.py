@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import REPO
 from mlflow.tracking import MlflowClient
 
-from conftest import REPO
 from lit_alpha.analysis import evaluate as ev
 from lit_alpha.cli import evaluate as evaluate_cmd
 from lit_alpha.metrics.target import problem_divergences, sequence_logprobs

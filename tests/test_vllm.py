@@ -27,11 +27,12 @@ import torch
 pytest.importorskip("vllm")
 
 from conftest import store_client  # noqa: E402
+
 from lit_alpha.models import load_policy  # noqa: E402
 from lit_alpha.sampling.base import SamplingParams  # noqa: E402
-from lit_alpha.scoring.logprobs import token_logprobs  # noqa: E402
 from lit_alpha.sampling.vllm import VLLMSampler  # noqa: E402
 from lit_alpha.sampling.weights import policy_weights  # noqa: E402
+from lit_alpha.scoring.logprobs import token_logprobs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS = ["3 7 9 12 | 59 = ", "1 2 3 4 | 10 = ", "25 50 75 100 3 6 | 952 = "]  # different lengths

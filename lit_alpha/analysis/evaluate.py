@@ -21,10 +21,11 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-from lit_alpha.analysis.stats import TARGET_COLUMNS, read_table, shannon_entropy, simpson_index
+
+from lit_alpha.analysis.stats import TARGET_COLUMNS, shannon_entropy, simpson_index
 from lit_alpha.metrics.pass_at_k import default_ks, pass_at_k_per_problem
 from lit_alpha.verifiers.base import is_correct
 

@@ -33,11 +33,11 @@ from lit_alpha.data.offline import OfflineRFT
 from lit_alpha.data.rollout import Rollout
 from lit_alpha.data.sources import OnlinePrompts, TrainSource, check_divisible, identity
 from lit_alpha.errors import UserError
-from lit_alpha.training.precision import rollout_context
 from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.sampling.hf import HFSampler
 from lit_alpha.tasks.base import Record, Task
 from lit_alpha.tasks.strategy import StrategyTask
+from lit_alpha.training.precision import rollout_context
 from lit_alpha.verifiers.guarded import GuardedVerifier
 
 

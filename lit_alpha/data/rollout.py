@@ -28,8 +28,8 @@ from lit_alpha.batch import RolloutBatch
 from lit_alpha.data.mixture import join_groups
 from lit_alpha.sampling.base import Sampler, SamplingParams
 from lit_alpha.scoring.logprobs import token_logprobs
-from lit_alpha.training.strategy import lockstep
 from lit_alpha.tasks.base import Record, Task
+from lit_alpha.training.strategy import lockstep
 from lit_alpha.verifiers.base import Verdict, count_reasons
 from lit_alpha.verifiers.guarded import FAULTS, GuardedVerifier
 

@@ -29,7 +29,6 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 
-
 MODEL_DIR = "model"  # beside the run's checkpoints, and the MLflow artifact path
 _WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "module.")
 

@@ -32,7 +32,6 @@ from lit_alpha.objectives.grpo import GRPO
 from lit_alpha.objectives.unlikeliness import LOGPROB_NORMS, sequence_logprob
 from lit_alpha.verifiers.base import is_correct
 
-
 MIN_TOKEN_LOGPROB = -1e3
 """Floor of each token's log π_old in ℓ: a sampled token below e^{−1000} is no real sample (float32
 cannot even represent its probability), and without a floor ℓ = −∞ (or −1e30) would make the

@@ -37,8 +37,8 @@ import torch
 
 from lit_alpha.models.loading import eval_mode
 from lit_alpha.sampling.base import Samples, SamplingParams
-from lit_alpha.scoring.logprobs import token_logprobs
 from lit_alpha.sampling.weights import local_tensor, policy_weights, unwrap
+from lit_alpha.scoring.logprobs import token_logprobs
 
 _PROBE_LEN = 16  # tokens of the probe sequence of check_weights
 _NOISE = {  # logger -> message prefixes dropped: expected with our setup, harmless

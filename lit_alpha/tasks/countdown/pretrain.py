@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from lit_alpha.metrics.pass_at_k import pass_at_k_per_problem
-from lit_alpha.models.tiny import BOS, EOS, PAD, UNK, build_char_tokenizer, build_tiny_llama, encode_batch  # noqa: F401
 from lit_alpha.models.loading import eval_mode
+from lit_alpha.models.tiny import BOS, EOS, PAD, UNK, build_char_tokenizer, build_tiny_llama, encode_batch  # noqa: F401
 from lit_alpha.tasks.countdown.task import CountdownTask, all_expressions, random_expression
 
 ALPHABET = "0123456789 +-*/()|="
