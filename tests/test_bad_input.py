@@ -122,7 +122,8 @@ def test_problems_file_feeds_the_splits(tmp_path):
 
 def test_malformed_dataset_row_through_the_cli(in_tmp, capsys):
     path = _jsonl(in_tmp / "problems.jsonl", [GOOD_ROW, '{"numbers": [1], "target": "x"}'])
-    err = _error(capsys, "fit", "--config", A05, "--data.task.init_args.problems_file", path)
+    err = _error(capsys, "fit", "--config", A05, "--config", str(REPO / "configs/countdown5/task.yaml"),
+                 "--data.task.init_args.problems_file", path)
     assert f"error: data.task.init_args.problems_file: {path}:2: 'target' must be an integer" in err
 
 
