@@ -250,7 +250,8 @@ def cli_fit(cwd: Path, *extra: str, config: str = "a05", callbacks: list[dict] |
     # the repository first: the subprocess runs this checkout's lit_alpha, not an installed copy
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    args = [sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / f"configs/{config}.yaml"), *SMALL,
+    args = [sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / f"configs/{config}.yaml"),
+            "--config", str(REPO / "configs/countdown5/task.yaml"), *SMALL,  # the Countdown prompts checked below
             "--trainer.callbacks", callbacks, "--trainer.accelerator", "cpu", *extra]
     out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr[-4000:]
