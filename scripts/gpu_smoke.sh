@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU smoke test of the vLLM sampler: a short α-DPG fit (configs/vllm_a05.yaml) with vLLM colocated in the
+# GPU smoke test of the vLLM sampler: a short α-DPG fit (configs/gpu/vllm_a05.yaml) with vLLM colocated in the
 # training process and bf16-mixed training, on the embedded countdown-tiny and on a ~0.5B model you give
 # by path; prints sampling throughput, weight-sync time and peak GPU memory per model.
 #
@@ -59,7 +59,7 @@ def poll() -> None:
 threading.Thread(target=poll, daemon=True).start()
 prompts, n = 32, 8
 args = [
-    "fit", "--config", f"{repo}/configs/vllm_a05.yaml", "--model.model", model,
+    "fit", "--config", f"{repo}/configs/gpu/vllm_a05.yaml", "--model.model", model,
     "--trainer.accelerator", "gpu", "--trainer.devices", "1", "--trainer.precision", "bf16-mixed",
     "--data.sampler.init_args.dtype", "bfloat16", "--data.sampler.init_args.kv_cache_memory_bytes", "null",
     "--data.sampler.init_args.gpu_memory_utilization", "0.3", "--data.sampler.init_args.max_model_len", max_len,

@@ -281,7 +281,8 @@ def test_frontier_command_on_a_small_experiment(in_tmp, capsys):
 # -- evaluate -------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_evaluate_base_and_checkpoint_into_mlflow(in_tmp, random_model_dir, capsys):
-    common = ["--config", str(REPO / "configs/a05.yaml"), "--model.model", str(random_model_dir),
+    common = ["--config", str(REPO / "configs/a05.yaml"), "--config", str(REPO / "configs/countdown5/task.yaml"),
+              "--model.model", str(random_model_dir),
               "--n", "4", "--split", "val", "train", "--num_problems", "3", "--problems_per_batch", "2",
               "--trainer.logger.init_args.experiment_name", "ev"]
     assert evaluate_cmd.main(common) == 0
@@ -405,7 +406,8 @@ def test_evaluate_last_checkpoint_of_a_trained_run(in_tmp, random_model_dir):
     """fit (as the sweep does) → evaluate --ckpt_path last attaches the tables to that very run."""
     from lit_alpha.cli.lightning import main as cli_main
 
-    small = ["--config", str(REPO / "configs/a05.yaml"), "--model.model", str(random_model_dir),
+    small = ["--config", str(REPO / "configs/a05.yaml"), "--config", str(REPO / "configs/countdown5/task.yaml"),
+             "--model.model", str(random_model_dir),
              "--data.task.init_args.num_val", "3", "--data.val_samples", "2", "--data.prompts_per_step", "2",
              "--data.n_samples", "2", "--trainer.enable_progress_bar", "false",
              "--trainer.logger.init_args.experiment_name", "sw"]

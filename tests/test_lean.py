@@ -455,15 +455,14 @@ def test_lean_task_bad_file_is_one_line(project, tmp_path):
 
 
 def test_lean_configs_parse():
-    import yaml
+    from test_configs import resolve  # the resolved config, as fit sees it (lean/base.yaml + the trainer budget)
 
-    for name in ("lean_a025", "lean_grpo"):
-        cfg = yaml.safe_load((HERE.parent / "configs" / f"{name}.yaml").read_text())
-        task = cfg["data"]["task"]
-        assert task["class_path"] == "lit_alpha.tasks.lean.LeanTask"
-        assert cfg["data"]["prompts_per_step"] == 128 and cfg["data"]["n_samples"] == 4
-        assert cfg["model"]["lr"] == 2e-6 and cfg["trainer"]["max_steps"] == 200
-        assert cfg["data"]["max_new_tokens"] == 1024 and cfg["trainer"]["gradient_clip_val"] == 1.0
+    for name in ("a025", "grpo"):
+        cfg = resolve("--config", str(HERE.parent / "configs" / "lean" / f"{name}.yaml"))
+        assert cfg["data.task.class_path"] == "lit_alpha.tasks.lean.LeanTask"
+        assert cfg["data.prompts_per_step"] == 128 and cfg["data.n_samples"] == 4
+        assert cfg["model.lr"] == 2e-6 and cfg["trainer.max_steps"] == 200
+        assert cfg["data.max_new_tokens"] == 1024 and cfg["trainer.gradient_clip_val"] == 1.0
 
 
 # -- real Lean (pytest -m lean; needs `lake` and LIT_ALPHA_LEAN_PROJECT) ---------------------

@@ -1,4 +1,4 @@
-"""``fit --config configs/lean_a025.yaml`` end to end, with the two user fields set, against the
+"""``fit --config configs/lean/a025.yaml`` end to end, with the two user fields set, against the
 stand-in Lean REPL: prompts from the carried theorem sets, the real sampler, the rules, the REPL worker
 pool, rewards into α-DPG, metrics into MLflow."""
 
@@ -23,7 +23,7 @@ def test_lean_config_fits_against_the_standin_repl(in_tmp, random_model_dir):
     (project / "lakefile.lean").write_text('import Lake\nrequire REPL from git "https://github.com/leanprover-community/repl"\n')
     log = in_tmp / "repl_log.jsonl"
     main([
-        "fit", "--config", str(HERE.parent / "configs" / "lean_a025.yaml"),
+        "fit", "--config", str(HERE.parent / "configs" / "lean" / "a025.yaml"),
         "--model.model", str(random_model_dir),  # the two fields a user sets
         "--data.task.init_args.project_dir", str(project),
         "--data.task.init_args.repl_cmd", f"{sys.executable} {HERE / 'lean_standin.py'} --log {log}",

@@ -182,7 +182,7 @@ def test_unreadable_and_empty_files(tmp_path):
 
 
 def test_math_config_builds_its_task():
-    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "math_a05.yaml").read_text())
+    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "math" / "a05.yaml").read_text())
     spec = config["data"]["task"]
     assert spec["class_path"] == "lit_alpha.tasks.MathTask"
     args = dict(spec["init_args"])
@@ -194,13 +194,13 @@ def test_math_config_builds_its_task():
 
 @pytest.mark.slow
 def test_math_config_trains_on_user_files(in_tmp, random_model_dir):
-    """configs/math_a05.yaml end to end on the example files (a tiny random model; nothing is solved)."""
+    """configs/math/a05.yaml end to end on the example files (a tiny random model; nothing is solved)."""
     from conftest import store_client
 
     from lit_alpha.cli.lightning import main
 
     root = Path(__file__).parents[1]
-    main(["fit", "--config", str(root / "configs/math_a05.yaml"), "--model.model", str(random_model_dir),
+    main(["fit", "--config", str(root / "configs/math/a05.yaml"), "--model.model", str(random_model_dir),
           "--model.dtype", "float32", "--data.task.init_args.train_file", str(DATA / "math_tiny_train.jsonl"),
           "--data.task.init_args.val_file", str(DATA / "math_tiny_val.jsonl"), "--data.prompts_per_step", "2",
           "--data.n_samples", "2", "--data.val_samples", "2", "--data.eval_prompts_per_batch", "2",

@@ -68,7 +68,7 @@ def test_cli_sets_strategy_init_args(capsys) -> None:
 
     repo = Path(__file__).resolve().parents[1]
     with pytest.raises(SystemExit):
-        main(["fit", "--config", str(repo / "configs/fsdp_a05.yaml"), "--trainer.strategy.init_args.cpu_offload",
+        main(["fit", "--config", str(repo / "configs/gpu/fsdp_a05.yaml"), "--trainer.strategy.init_args.cpu_offload",
               "true", "--print_config"])
     strategy = yaml.safe_load(capsys.readouterr().out)["trainer"]["strategy"]
     assert strategy["class_path"] == "lit_alpha.training.strategy.DecoderFSDP"

@@ -57,7 +57,7 @@ def test_evaluate_logs_divergence_to_target(in_tmp):
     """base evaluation keeps its correct samples; a checkpoint of the same weights is −log ẑ from the target."""
     from lit_alpha.models import load_policy
 
-    common = ["--config", str(REPO / "configs/a05.yaml"), "--n", "16", "--split", "val", "--num_problems", "4",
+    common = ["--config", str(REPO / "configs/a05.yaml"), "--config", str(REPO / "configs/countdown5/task.yaml"), "--n", "16", "--split", "val", "--num_problems", "4",
               "--trainer.logger.init_args.experiment_name", "tgt"]
     assert evaluate_cmd.main(common) == 0
     client = MlflowClient(f"sqlite:///{in_tmp}/mlruns/mlflow.db")

@@ -279,7 +279,7 @@ SMALL = [
 
 @pytest.mark.slow
 def test_fit_with_vllm_logs_weight_sync(in_tmp):
-    args = [sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / "configs/vllm_a05.yaml"), *SMALL]
+    args = [sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / "configs/gpu/vllm_a05.yaml"), *SMALL]
     out = subprocess.run(args, capture_output=True, text=True, cwd=in_tmp, timeout=900,
                          env=dict(os.environ, OMP_NUM_THREADS="1", LIT_ALPHA_DEBUG="1",  # this checkout first
                                   PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])))
