@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import torch
 from mlflow.tracking import MlflowClient
 
 START = """
@@ -57,7 +58,7 @@ def test_runs_named_finds_names_with_quotes_and_backslashes(in_tmp):
         assert Store(uri, "q").started(name) and not Store(uri, "q").finished(name)
         ckpt = in_tmp / "mlruns" / exp / ids[name][1] / "checkpoints" / "last.ckpt"
         ckpt.parent.mkdir(parents=True)
-        ckpt.write_bytes(b"")
+        torch.save({"global_step": 3}, ckpt)  # a readable checkpoint (an empty file is skipped as unreadable)
         resume = find_resume(uri, "q", name, in_tmp / "mlruns")
         assert resume is not None and resume.run_id == ids[name][1] and resume.run_name == name
     assert len(runs_named(client, exp, None)) == 2 * len(NAMES) + 1
