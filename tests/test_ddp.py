@@ -32,7 +32,7 @@ from lit_alpha.errors import UserError
 from lit_alpha.models import EMBEDDED
 from lit_alpha.objectives import GRPO, AlphaDPG
 from lit_alpha.scoring.logprobs import position_ids_from_mask
-from lit_alpha.tasks import CountdownTask
+from lit_alpha.tasks.countdown import COUNTDOWN4, CountdownTask
 
 REPO = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -166,7 +166,7 @@ def test_two_ranks_give_the_single_process_loss_and_gradients(mode, random_model
 
 # ---------------------------------------------------------------- the prompt stream and eval batches
 def test_prompt_stream_slices_are_disjoint_whole_prompts_of_the_global_step() -> None:
-    task = CountdownTask(num_val=4, num_test=4)
+    task = CountdownTask(**COUNTDOWN4, num_val=4, num_test=4)
     one = iter(PromptStream(task, 8, seed=3))
     for step in range(3):
         full = next(one)
@@ -184,7 +184,7 @@ def test_prompt_stream_slices_are_disjoint_whole_prompts_of_the_global_step() ->
 def test_prompts_per_step_must_divide_by_the_number_of_processes() -> None:
     with pytest.raises(UserError, match=r"data.prompts_per_step=6 must be divisible by the number of training "
                                         r"processes \(4 = trainer.devices x trainer.num_nodes\)"):
-        PromptStream(CountdownTask(num_val=4, num_test=4), 6, seed=0, rank=0, world_size=4)
+        PromptStream(CountdownTask(**COUNTDOWN4, num_val=4, num_test=4), 6, seed=0, rank=0, world_size=4)
 
 
 def test_train_key_keeps_single_process_seeds_and_separates_ranks() -> None:
@@ -250,8 +250,7 @@ def cli_fit(cwd: Path, *extra: str, config: str = "a05", callbacks: list[dict] |
     # the repository first: the subprocess runs this checkout's lit_alpha, not an installed copy
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), str(HERE), os.environ.get("PYTHONPATH", "")]),
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
-    args = [sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / f"configs/{config}.yaml"),
-            "--config", str(REPO / "configs/countdown5/task.yaml"), *SMALL,  # the Countdown prompts checked below
+    args = [sys.executable, "-m", "lit_alpha", "fit", "--config", str(REPO / f"configs/{config}.yaml"), *SMALL,
             "--trainer.callbacks", callbacks, "--trainer.accelerator", "cpu", *extra]
     out = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stderr[-4000:]
@@ -279,7 +278,7 @@ def test_ddp_fit_through_the_cli_splits_prompts_and_counts_problems_once(tmp_pat
     cli_fit(single)
     cli_fit(double, "--trainer.strategy", "ddp", "--trainer.devices", "2")
 
-    task = CountdownTask(num_val=6, num_test=4)
+    task = CountdownTask(**COUNTDOWN4, num_val=6, num_test=4)
     stream = PromptStream(task, 4, seed=0)
     ranks = [recorded(double, r) for r in range(2)]
     assert [[row["step"] for row in rows] for rows in ranks] == [[0, 1], [0, 1]]
@@ -310,7 +309,7 @@ def test_ddp_fit_through_the_cli_splits_prompts_and_counts_problems_once(tmp_pat
 def test_offline_rft_under_ddp_trains_each_rank_its_share_of_the_cached_step(tmp_path) -> None:
     cli_fit(tmp_path, "--trainer.strategy", "ddp", "--trainer.devices", "2", config="rft_offline")
     assert len(list((tmp_path / "mlruns/offline_rft").glob("*.pt"))) == 1  # rank 0 built it, rank 1 loaded it
-    stream = PromptStream(CountdownTask(num_val=6, num_test=4), 4, seed=0)
+    stream = PromptStream(CountdownTask(**COUNTDOWN4, num_val=6, num_test=4), 4, seed=0)
     for step in range(2):
         want = [str(rec["id"]) for rec in stream.step_records(step)]  # the online step's prompts, split
         for rank in range(2):
