@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 import time
 from pathlib import Path
 from typing import Sequence
@@ -27,7 +26,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from lit_alpha.models.tiny import build_char_tokenizer, build_tiny_llama, encode_batch
+from lit_alpha.models.tiny import build_char_tokenizer, build_tiny_llama
+from lit_alpha.tasks.countdown.pretrain import train_lm
 from lit_alpha.tasks.strategy.task import StrategyTask
 from lit_alpha.verifiers.strategy import TRANSFORMS
 
@@ -129,28 +129,18 @@ def pretrain(
     n_params = sum(p.numel() for p in model.parameters())
     print(f"model: {n_params:,} parameters; vocab {len(tok)}", flush=True)
     rng = np.random.default_rng([seed, 1])
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / max(1, steps)))))
-    model.train()
-    losses: list[float] = []
-    for step in range(1, steps + 1):
+
+    def next_batch() -> tuple[list[str], list[str]]:
         prompts, texts = [], []
         for _ in range(batch_size):
             record = hidden_task.sample_train(rng)
             task = reveal_task if rng.random() < reveal_frac else hidden_task
             prompts.append(task.prompt(record))
             texts.append(attempt(hidden_task, record["digits"], slip, rng))
-        ids, labels = encode_batch(tok, prompts, texts)
-        loss = model(input_ids=ids, labels=labels).loss  # right padding + causal mask: no attention mask
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 100 == 0 or step == steps:
-            print(f"step {step} loss {np.mean(losses[-100:]):.4f} ({time.time() - t_start:.0f}s)", flush=True)
+        return prompts, texts
+
+    losses, _, _ = train_lm(model, tok, next_batch, steps=steps, lr=lr, warmup=warmup, weight_decay=0.0,
+                            minutes=float("inf"))
     info: dict = {
         "args": args,
         "params": n_params,
